@@ -1,0 +1,17 @@
+"""Snakemake adapter: evaluate one loss-study run under the noise suite."""
+
+import sys
+
+from robustflow.device import configure_threads
+from robustflow.studies.loss_study import evaluate_run
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    configure_threads(snakemake.threads)
+    evaluate_run(
+        snakemake.params.config,
+        snakemake.params.run,
+        model_path=snakemake.input.model,
+        noise_path=snakemake.output.noise,
+        confidence_path=snakemake.output.confidence,
+    )

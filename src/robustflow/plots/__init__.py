@@ -1,0 +1,1 @@
+"""Publication figures (seaborn), each written as PDF and PNG."""

@@ -1,0 +1,107 @@
+"""Figures of the loss study; every panel shows the mean over seeds and a 95% t-interval."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style
+from robustflow.stats import t_interval
+from robustflow.studies.loss_study import reported_rows
+
+NOISE_LABELS = {
+    "gaussian": "Gaussian (std)",
+    "salt_pepper": "salt & pepper (pixel fraction)",
+    "fog": "fog (blend weight)",
+    "occlusion": "occlusion (area fraction)",
+}
+
+
+def _legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "variant") -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    for axis in fig.axes:
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
+def training_curves(history: pd.DataFrame) -> plt.Figure:
+    """Loss, validation top-1 and validation margin SNR against epoch."""
+    apply_style()
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH_IN, 2.4), constrained_layout=True)
+    panels = [
+        ("train_loss", "training loss (own objective)"),
+        ("val_top1", "validation top-1 (fraction)"),
+        ("val_margin_snr", "validation margin SNR (mean/std)"),
+    ]
+    for ax, (column, label) in zip(axes, panels):
+        sns.lineplot(data=history, x="epoch", y=column, hue="variant", errorbar=t_interval, ax=ax)
+        ax.set(xlabel="epoch", ylabel=label)
+    axes[0].set_yscale("log")
+    _legend_outside(fig, axes[0])
+    return fig
+
+
+def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
+    """Top-1 and margin SNR against noise level, one column per noise type."""
+    apply_style()
+    rows = reported_rows(noise)
+    types = list(dict.fromkeys(rows["noise"]))
+    fig, axes = plt.subplots(2, len(types), figsize=(FULL_WIDTH_IN, 4.2), sharex="col",
+                             squeeze=False, constrained_layout=True)
+    for column, noise_type in enumerate(types):
+        subset = rows[rows["noise"] == noise_type]
+        for row, (metric, label) in enumerate([("top1", "test top-1 (fraction)"),
+                                                ("margin_snr", "margin SNR (mean/std)")]):
+            ax = axes[row, column]
+            sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=t_interval,
+                         marker="o", markersize=3, ax=ax)
+            ax.set(xlabel=f"noise level: {NOISE_LABELS[noise_type]}", ylabel=label if column == 0 else "")
+            if row == 0:
+                ax.set_title(noise_type.replace("_", " "))
+    _legend_outside(fig, axes[0, 0])
+    return fig
+
+
+def lambda_ablation(noise: pd.DataFrame, baseline: str) -> plt.Figure:
+    """Clean-test margin SNR and top-1 of the margin loss against lambda (log x)."""
+    apply_style()
+    clean = reported_rows(noise)
+    clean = clean[(clean["level"] == 0) & (clean["noise"] == clean["noise"].iloc[0])]
+    margin = clean[(clean["loss"] == "margin") & (~clean["ema"]) & (clean["mixup_alpha"] == 0)]
+    base = clean[clean["variant"] == baseline]
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN * 0.75, 2.6), constrained_layout=True)
+    for ax, (metric, label) in zip(axes, [("margin_snr", "clean margin SNR (mean/std)"),
+                                          ("top1", "clean test top-1 (fraction)")]):
+        sns.lineplot(data=margin, x="margin_lambda", y=metric, errorbar=t_interval, marker="o", ax=ax,
+                     label="margin loss")
+        if len(base):
+            low, high = t_interval(base[metric])
+            ax.axhline(base[metric].mean(), color="grey", linestyle="--", label=f"{baseline} (baseline)")
+            ax.axhspan(low, high, color="grey", alpha=0.15)
+        ax.set_xscale("log")
+        ax.set(xlabel="margin target lambda (logit units, log scale)", ylabel=label)
+        ax.legend(frameon=False)
+    return fig
+
+
+def confidence_distributions(confidence: pd.DataFrame) -> plt.Figure:
+    """Clean-test distributions of max-softmax confidence and logit margin per variant."""
+    apply_style()
+    rows = reported_rows(confidence)
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 2.8), constrained_layout=True)
+    sns.boxplot(data=rows, y="variant", x="confidence", ax=axes[0], fliersize=1, linewidth=0.6)
+    axes[0].set(xlabel="max softmax probability (clean test)", ylabel="variant")
+    sns.boxplot(data=rows, y="variant", x="margin", ax=axes[1], fliersize=1, linewidth=0.6)
+    axes[1].set(xlabel="logit margin z_y - max other (logit units)", ylabel="")
+    axes[1].set_yticklabels([])
+    return fig
+
+
+FIGURES = {
+    "training_curves": lambda tables, config: training_curves(tables["history"]),
+    "robustness_curves": lambda tables, config: robustness_curves(tables["noise"]),
+    "lambda_ablation": lambda tables, config: lambda_ablation(tables["noise"], config["loss_study"]["baseline"]),
+    "confidence": lambda tables, config: confidence_distributions(tables["confidence"]),
+}

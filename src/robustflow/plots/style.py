@@ -1,0 +1,28 @@
+"""Shared figure style and atomic PDF + PNG output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # jobs run headless
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from robustflow.io import atomic_path  # noqa: E402
+
+# A two-column paper's full width is ~7 in; fonts stay >= 8 pt at that size.
+FULL_WIDTH_IN = 7.0
+
+
+def apply_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
+    plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "legend.fontsize": 7})
+
+
+def save_figure(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:
+    for path in (pdf_path, png_path):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=300)
+    plt.close(fig)

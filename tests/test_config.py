@@ -1,0 +1,130 @@
+"""Config validation: defaults, bad configs named by key, and the run table."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from robustflow.config import (
+    ConfigError,
+    load_schema,
+    loss_job_config,
+    loss_study_runs,
+    run_record,
+    validate_config,
+)
+from tests.fixtures import write_cifar10_fixture
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+
+
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_defaults_are_filled():
+    config = validate_config(default_config(), SCHEMA)
+    assert config["loss_study"]["training"]["step_gamma"] == 0.1  # not in config.yaml: schema default
+    assert config["datasets"]["cifar10"]["root"] == "data/cifar10"
+    assert config["loss_study"]["model"]["pretrained"] is False
+
+
+def test_empty_config_gets_every_default():
+    config = validate_config({}, SCHEMA)
+    assert config["loss_study"]["dataset"] == "digits"
+    assert config["noise_suite"]["levels"] == [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]
+    assert len(loss_study_runs(config)) > 0
+
+
+def test_validation_does_not_modify_its_input():
+    config = default_config()
+    before = copy.deepcopy(config)
+    validate_config(config, SCHEMA)
+    assert config == before
+
+
+def _set(config: dict, dotted: str, value) -> dict:
+    node = config
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+    node[keys[-1]] = value
+    return config
+
+
+BAD_CONFIGS = [
+    ("loss_study.sweep.0.loss", ["ce", "margn"], "loss_study.sweep[0].loss[1]"),
+    ("loss_study.sweep.1.margin_lambda", [-1.0], "loss_study.sweep[1].margin_lambda[0]"),
+    ("loss_study.trainng", {"epochs": 3}, "did you mean 'training'"),
+    ("loss_study.training.epochs", 0, "loss_study.training.epochs"),
+    ("loss_study.training.lr", "fast", "loss_study.training.lr"),
+    ("loss_study.training.optimizer", "adam", "loss_study.training.optimizer"),
+    ("noise_suite.types", ["gaussian", "blur"], "noise_suite.types[1]"),
+    ("noise_suite.levels", [0.1, 1.5], "noise_suite.levels[1]"),
+    ("device", "tpu", "device"),
+    ("loss_study.seeds", [], "loss_study.seeds"),
+    ("datasets.digits.val_fraction", 0.9, "datasets.digits.val_fraction"),
+    ("loss_study.model.name", "resnet9000", "loss_study.model.name"),
+    ("loss_study.baseline", "hinge", "loss_study.baseline"),
+    ("loss_study.training.label_smoothing", 1.0, "loss_study.training.label_smoothing"),
+]
+
+
+@pytest.mark.parametrize("key, value, expected", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_bad_config_is_rejected_naming_the_key(key, value, expected):
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        validate_config(_set(default_config(), key, value), SCHEMA)
+
+
+def test_missing_cifar10_names_the_path(tmp_path):
+    config = _set(default_config(), "loss_study.dataset", "cifar10")
+    _set(config, "datasets.cifar10.root", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    message = str(error.value)
+    assert "loss_study.dataset" in message
+    assert str(tmp_path / "nowhere") in message
+    assert "cifar-10-python.tar.gz" in message
+
+
+def test_present_cifar10_passes(tmp_path):
+    write_cifar10_fixture(tmp_path)
+    config = _set(default_config(), "loss_study.dataset", "cifar10")
+    _set(config, "datasets.cifar10.root", str(tmp_path))
+    assert validate_config(config, SCHEMA)["loss_study"]["dataset"] == "cifar10"
+
+
+def test_run_table_expands_blocks_times_seeds():
+    config = validate_config(default_config(), SCHEMA)
+    runs = loss_study_runs(config)
+    variants = set(runs["variant"])
+    assert variants == {
+        "ce", "label_smoothing", "focal", "combined-lam1",
+        "margin-lam0.1", "margin-lam1", "margin-lam10", "margin-lam20",
+        "ce-ema", "margin-lam10-ema",
+    }
+    assert len(runs) == len(variants) * len(config["loss_study"]["seeds"])
+    assert runs.loc["margin-lam0.1-s2", "margin_lambda"] == 0.1
+    assert runs.index.is_unique
+
+
+def test_run_ids_are_stable_and_drop_unused_lambda():
+    config = validate_config(
+        {"loss_study": {"seeds": [7], "sweep": [{"loss": ["ce", "margin"], "margin_lambda": [1, 2]}]}},
+        SCHEMA,
+    )
+    runs = loss_study_runs(config)
+    # ce ignores lambda, so the two lambdas collapse into one ce run.
+    assert list(runs.index) == ["ce-s7", "margin-lam1-s7", "margin-lam2-s7"]
+    record = run_record(runs, "ce-s7")
+    assert record["margin_lambda"] is None and record["seed"] == 7 and type(record["seed"]) is int
+
+
+def test_job_config_excludes_sweep_so_new_seeds_keep_old_models():
+    config = validate_config(default_config(), SCHEMA)
+    more_seeds = copy.deepcopy(config)
+    more_seeds["loss_study"]["seeds"] = [0, 1, 2, 3]
+    assert loss_job_config(config) == loss_job_config(more_seeds)
+    assert "noise_suite" in loss_job_config(config, noise_suite=True)

@@ -1,0 +1,125 @@
+"""The Snakemake workflow: dry runs of the shipped configs and a whole tiny run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.fixtures import write_cifar10_fixture
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
+
+TINY_CONFIG = {
+    "device": "cpu",
+    "noise_suite": {"types": ["gaussian", "occlusion"], "levels": [0.0, 0.5], "seed": 1},
+    "loss_study": {
+        "model": {"name": "small_cnn", "kwargs": {"features": [4, 8]}},
+        "training": {"epochs": 2, "batch_size": 128},
+        "seeds": [0, 1],
+        "sweep": [
+            {"loss": ["ce"]},
+            {"loss": ["margin"], "margin_lambda": [1, 10]},
+            {"loss": ["ce"], "ema": [True]},
+        ],
+    },
+}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def workdir_with(tmp_path: Path, config: dict) -> Path:
+    """A working directory holding the shipped default config plus `config` as override."""
+    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    (tmp_path / "override.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts per rule from the dry-run summary table."""
+    counts, in_table = {}, False
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        elif in_table and counts and not parts:
+            break
+    return counts
+
+
+def test_dry_run_of_default_config_plans_every_run(tmp_path):
+    workdir = workdir_with(tmp_path, {})
+    jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2"))
+    runs = 10 * 3  # 10 variants x 3 seeds in config/config.yaml
+    assert jobs["loss_train"] == runs and jobs["loss_evaluate"] == runs
+    assert jobs["loss_figure"] == 4 and jobs["loss_aggregate"] == 1
+
+
+def test_dry_run_of_paper_config_against_fixture_cifar10(tmp_path):
+    write_cifar10_fixture(tmp_path / "cifar")
+    workdir = workdir_with(tmp_path, {"datasets": {"cifar10": {"root": str(tmp_path / "cifar")}}})
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "paper.yaml"),
+                       str(workdir / "override.yaml"))
+    jobs = planned_jobs(result)
+    assert jobs["loss_train"] == 12 * 3  # 12 variants x 3 seeds in config/paper.yaml
+
+
+def test_paper_config_without_cifar10_stops_before_any_job(tmp_path):
+    workdir = workdir_with(tmp_path, {"datasets": {"cifar10": {"root": str(tmp_path / "absent")}}})
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "paper.yaml"),
+                       str(workdir / "override.yaml"), check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "loss_study.dataset" in output and str(tmp_path / "absent") in output
+    assert not (workdir / "results").exists()
+
+
+def test_bad_key_stops_before_any_job(tmp_path):
+    workdir = workdir_with(tmp_path, {"loss_study": {"sweep": [{"loss": ["hinge"]}]}})
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "override.yaml"), check=False)
+    assert result.returncode != 0
+    assert "loss_study.sweep[0].loss[0]" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+@pytest.mark.workflow
+def test_tiny_pipeline_end_to_end(tmp_path):
+    workdir = workdir_with(tmp_path, TINY_CONFIG)
+    snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "override.yaml"))
+    results = workdir / "results"
+    for figure in ["training_curves", "robustness_curves", "lambda_ablation", "confidence"]:
+        for ext in ["pdf", "png"]:
+            path = results / "figures" / f"loss_{figure}.{ext}"
+            assert path.stat().st_size > 5000, path
+    noise = pd.read_csv(results / "tables" / "loss_noise.csv")
+    # 4 variants x 2 seeds, raw weights, plus EMA weights for the 2 EMA runs; 2 types x 2 levels.
+    assert len(noise) == (4 * 2 + 2) * 2 * 2
+    clean = noise[noise["level"] == 0]
+    # Level 0 is the clean test set for every noise type.
+    by_type = clean.pivot_table(index=["run", "weights"], columns="noise", values="top1")
+    assert (by_type["gaussian"] == by_type["occlusion"]).all()
+    summary = pd.read_csv(results / "tables" / "loss_summary.csv")
+    assert {"top1_mean", "top1_ci_low", "top1_ci_high", "n"} <= set(summary.columns)
+    assert (summary["n"] == 2).all()
+    claims = pd.read_csv(results / "tables" / "loss_claims.csv")
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
+    for rule in ["train", "evaluate"]:
+        assert len(list((results / "logs" / "loss_study" / rule).glob("*.log"))) == 8
+    # Nothing left to do: the outputs are complete and consistent.
+    assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
+                                              str(workdir / "override.yaml")).stdout + ""
