@@ -1,0 +1,244 @@
+"""Claims from the seed documents and the rule that judges them against measurements.
+
+A ``Claim`` is one number a source states; ``judge`` compares it with repeated measurements
+(one per seed) and returns a verdict row. The verdict rule, in order:
+
+1. ``"not comparable"`` when the caller says the measurement does not test the claim
+   (``comparable=False``, e.g. other data or another SNR definition); a reason is required.
+2. ``"inconclusive"`` when fewer than 2 finite measurements exist (no interval can be formed).
+3. With ``mean, [lo, hi]`` the mean and 95% Student-t interval of the finite measurements:
+
+   - kinds ``"value"``, ``"ratio"``, ``"relative_change"``: ``"reproduced"`` when the claimed
+     value lies in ``[lo, hi]`` or within ``rel_tol`` of the mean
+     (``|claimed - mean| <= rel_tol * |mean|``), else ``"not reproduced"``. The tolerance
+     admits claims that are close in size but whose seeds agree so tightly that the interval
+     is narrow. Relative changes are fractions (-0.104 means -10.4%).
+   - ``"at_least"``: ``"reproduced"`` when ``lo >= claimed`` (the whole interval is on the
+     claimed side), else ``"not reproduced"``; ``"at_most"``: when ``hi <= claimed``.
+
+``rel_tol`` is 0.25 unless the claim sets its own (accuracies use a tighter one, since 25% of
+an accuracy is the difference between a perfect and a poor classifier).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from robustflow.stats import mean_ci
+
+KINDS = ("value", "ratio", "relative_change", "at_least", "at_most")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable")
+COLUMNS = (
+    "claim_id",
+    "source",
+    "statement",
+    "metric",
+    "claimed",
+    "measured_mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "verdict",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One number stated by a source, and how it is to be compared (``kind``, see module doc)."""
+
+    claim_id: str
+    source: str
+    statement: str
+    metric: str
+    claimed: float
+    kind: str
+    rel_tol: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.claim_id!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not math.isfinite(self.claimed):
+            raise ValueError(f"claim {self.claim_id!r}: claimed must be finite, got {self.claimed!r}")
+        if self.rel_tol is not None and not self.rel_tol >= 0:
+            raise ValueError(f"claim {self.claim_id!r}: rel_tol must be >= 0, got {self.rel_tol!r}")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def judge(
+    claim: Claim,
+    measured: Sequence[float],
+    *,
+    comparable: bool,
+    reason: str = "",
+    rel_tol: float = 0.25,
+) -> dict:
+    """Verdict row for ``claim`` given one measurement per run; the rule is in the module doc.
+
+    ``reason`` is required when ``comparable`` is False; otherwise it is prepended to the
+    generated explanation (e.g. to name the SNR definition used).
+    """
+    if not comparable and not reason.strip():
+        raise ValueError(f"claim {claim.claim_id!r}: a reason is required when comparable=False")
+    tolerance = claim.rel_tol if claim.rel_tol is not None else rel_tol
+    if not tolerance >= 0:
+        raise ValueError(f"rel_tol must be >= 0, got {rel_tol!r}")
+
+    values = [float(v) for v in measured]
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    mean, lo, hi = math.nan, math.nan, math.nan
+    if n >= 2:
+        mean, lo, hi = (float(v) for v in mean_ci(finite, confidence=0.95))
+    elif n == 1:
+        mean = finite[0]
+
+    claimed = float(claim.claimed)
+    interval = f"measured mean {_fmt(mean)}, 95% CI [{_fmt(lo)}, {_fmt(hi)}] (n={n})"
+    if not comparable:
+        verdict, explanation = "not comparable", reason.strip()
+    elif n < 2:
+        verdict = "inconclusive"
+        explanation = f"fewer than 2 finite measurements (n={n} of {len(values)})"
+    elif claim.kind == "at_least":
+        ok = lo >= claimed
+        verdict = "reproduced" if ok else "not reproduced"
+        side = "lies" if ok else "does not lie entirely"
+        explanation = f"{interval} {side} at or above claimed {_fmt(claimed)}"
+    elif claim.kind == "at_most":
+        ok = hi <= claimed
+        verdict = "reproduced" if ok else "not reproduced"
+        side = "lies" if ok else "does not lie entirely"
+        explanation = f"{interval} {side} at or below claimed {_fmt(claimed)}"
+    else:
+        inside = lo <= claimed <= hi
+        close = abs(claimed - mean) <= tolerance * abs(mean)
+        if inside:
+            verdict = "reproduced"
+            explanation = f"claimed {_fmt(claimed)} lies inside the interval; {interval}"
+        elif close:
+            verdict = "reproduced"
+            explanation = f"claimed {_fmt(claimed)} is within {tolerance:.0%} of the mean; {interval}"
+        else:
+            verdict = "not reproduced"
+            explanation = (
+                f"claimed {_fmt(claimed)} lies outside the interval and more than "
+                f"{tolerance:.0%} from the mean; {interval}"
+            )
+    if comparable and reason.strip():
+        explanation = f"{reason.strip()}; {explanation}"
+
+    return {
+        "claim_id": claim.claim_id,
+        "source": claim.source,
+        "statement": claim.statement,
+        "metric": claim.metric,
+        "claimed": claimed,
+        "measured_mean": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n": n,
+        "verdict": verdict,
+        "reason": explanation,
+    }
+
+
+def claims_table(rows: Iterable[dict]) -> pd.DataFrame:
+    """Verdict rows from ``judge`` as a DataFrame with the standard column order."""
+    rows = list(rows)
+    for row in rows:
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"claims row {row.get('claim_id', '?')!r} lacks columns {missing}")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else _fmt(value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def claims_markdown(df: pd.DataFrame) -> str:
+    """A GitHub-style markdown table of ``df`` (floats to 4 significant digits, nan as n/a)."""
+    header = "| " + " | ".join(_cell(str(c)) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+_SEED_000 = "seed 000"
+_RATIO_SNR = "output_ratio (mean z_target / mean z_other, non-negative outputs)"
+_UNCONSTRAINED_SNR = 274.17
+
+
+def _constraint_claims(lo: float, hi: float, snr: float, change: float, label: str) -> tuple[Claim, Claim]:
+    """SNR under a weight range and its stated relative change (the seed's rounded figure)."""
+    name = f"{lo:g}_{hi:g}".replace(".", "p")
+    return (
+        Claim(
+            f"hebbian_constraint_{name}_snr",
+            _SEED_000,
+            f"Hebbian readout with weights clipped to [{lo:g}, {hi:g}] ({label}) has SNR {snr}",
+            _RATIO_SNR,
+            snr,
+            "value",
+        ),
+        Claim(
+            f"hebbian_constraint_{name}_change",
+            _SEED_000,
+            f"Clipping Hebbian weights to [{lo:g}, {hi:g}] changes SNR by "
+            f"{change:+.1%} vs unconstrained",
+            "relative change of output_ratio vs unconstrained Hebbian",
+            change,
+            "relative_change",
+        ),
+    )
+
+
+LEARNING_RULE_CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "hebbian_snr",
+        _SEED_000,
+        "Unconstrained Hebbian readout has SNR 274.17",
+        _RATIO_SNR,
+        _UNCONSTRAINED_SNR,
+        "value",
+    ),
+    Claim("sgd_mse_snr", _SEED_000, "SGD (MSE) readout has SNR 2.05", _RATIO_SNR, 2.05, "value"),
+    Claim(
+        "hebbian_vs_sgd_snr_ratio",
+        _SEED_000,
+        "Hebbian learning gives 133x the SNR of SGD (both unconstrained)",
+        "output_ratio hebbian / output_ratio sgd_mse",
+        133.0,
+        "ratio",
+    ),
+    Claim(
+        "sgd_mse_accuracy",
+        _SEED_000,
+        "SGD (MSE) readout reaches 38% accuracy (its weights explode)",
+        "accuracy",
+        0.38,
+        "value",
+    ),
+    Claim(
+        "hebbian_accuracy",
+        _SEED_000,
+        "Unconstrained Hebbian readout reaches 100% accuracy",
+        "accuracy",
+        1.0,
+        "value",
+        rel_tol=0.02,
+    ),
+    *_constraint_claims(0.0, 2.0, 245.61, -0.104, "loose"),
+    *_constraint_claims(0.0, 1.0, 169.30, -0.383, "physical"),
+    *_constraint_claims(0.0, 0.5, 93.23, -0.660, "tight"),
+)

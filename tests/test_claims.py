@@ -1,0 +1,146 @@
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from robustflow.claims import (
+    COLUMNS,
+    LEARNING_RULE_CLAIMS,
+    Claim,
+    claims_markdown,
+    claims_table,
+    judge,
+)
+
+
+def _claim(kind="value", claimed=274.17, rel_tol=None):
+    return Claim("c1", "seed 000", "a statement", "output_ratio", claimed, kind, rel_tol)
+
+
+def test_interval_is_the_student_t_interval():
+    row = judge(_claim(claimed=2.5), [1.0, 2.0, 3.0, 4.0], comparable=True)
+    lo, hi = scipy_stats.t.interval(0.95, 3, loc=2.5, scale=scipy_stats.sem([1, 2, 3, 4]))
+    assert row["measured_mean"] == pytest.approx(2.5)
+    assert row["ci_low"] == pytest.approx(lo) and row["ci_high"] == pytest.approx(hi)
+    assert row["n"] == 4
+    assert set(row) == set(COLUMNS)
+
+
+def test_value_inside_interval_is_reproduced():
+    row = judge(_claim(), [250.0, 300.0, 270.0], comparable=True)
+    assert row["verdict"] == "reproduced"
+    assert "inside the interval" in row["reason"]
+
+
+def test_value_within_rel_tol_of_mean_is_reproduced_even_outside_a_narrow_interval():
+    row = judge(_claim(claimed=110.0), [100.0, 100.1, 99.9], comparable=True)
+    assert not row["ci_low"] <= 110.0 <= row["ci_high"]
+    assert row["verdict"] == "reproduced"
+    assert "within 25%" in row["reason"]
+
+
+def test_value_far_from_mean_is_not_reproduced_and_reason_gives_interval():
+    row = judge(_claim(claimed=274.17), [2.0, 2.1, 1.9], comparable=True)
+    assert row["verdict"] == "not reproduced"
+    assert "274.2" in row["reason"] and "95% CI [" in row["reason"] and "n=3" in row["reason"]
+
+
+def test_rel_tol_argument_and_claim_override():
+    measured = [0.9, 0.91, 0.89]
+    assert judge(_claim(claimed=1.0), measured, comparable=True)["verdict"] == "reproduced"
+    assert judge(_claim(claimed=1.0), measured, comparable=True, rel_tol=0.05)["verdict"] == "not reproduced"
+    tight = _claim(claimed=1.0, rel_tol=0.02)
+    assert judge(tight, measured, comparable=True, rel_tol=0.5)["verdict"] == "not reproduced"
+
+
+@pytest.mark.parametrize("kind", ["ratio", "relative_change"])
+def test_ratio_and_relative_change_follow_the_value_rule(kind):
+    claim = _claim(kind=kind, claimed=-0.383)
+    assert judge(claim, [-0.40, -0.37, -0.39], comparable=True)["verdict"] == "reproduced"
+    assert judge(claim, [0.10, 0.12, 0.11], comparable=True)["verdict"] == "not reproduced"
+
+
+def test_at_least_needs_the_whole_interval_above_the_claim():
+    measured = [0.90, 0.95, 0.92]
+    assert judge(_claim("at_least", 0.8), measured, comparable=True)["verdict"] == "reproduced"
+    # The mean 0.923 is above 0.9 but the interval reaches below it.
+    row = judge(_claim("at_least", 0.9), measured, comparable=True)
+    assert row["ci_low"] < 0.9 < row["measured_mean"]
+    assert row["verdict"] == "not reproduced"
+    assert "does not lie entirely at or above" in row["reason"]
+
+
+def test_at_most_needs_the_whole_interval_below_the_claim():
+    measured = [0.10, 0.12, 0.11]
+    assert judge(_claim("at_most", 0.2), measured, comparable=True)["verdict"] == "reproduced"
+    assert judge(_claim("at_most", 0.115), measured, comparable=True)["verdict"] == "not reproduced"
+
+
+@pytest.mark.parametrize("measured, n", [([], 0), ([3.0], 1), ([math.nan, 2.0, math.inf], 1)])
+def test_fewer_than_two_finite_measurements_is_inconclusive(measured, n):
+    row = judge(_claim(claimed=2.0), measured, comparable=True)
+    assert row["verdict"] == "inconclusive"
+    assert row["n"] == n
+    assert math.isnan(row["ci_low"]) and math.isnan(row["ci_high"])
+
+
+def test_non_finite_measurements_are_dropped_before_the_interval():
+    row = judge(_claim(claimed=2.0), [1.0, math.nan, 3.0], comparable=True)
+    assert row["n"] == 2 and row["measured_mean"] == pytest.approx(2.0)
+    assert row["verdict"] == "reproduced"
+
+
+def test_not_comparable_needs_and_reports_a_reason():
+    reason = "embedded default: digits, not KITTI road images"
+    row = judge(_claim(), [274.0, 274.2, 274.1], comparable=False, reason=reason)
+    assert row["verdict"] == "not comparable"
+    assert row["reason"] == reason
+    assert row["measured_mean"] == pytest.approx(274.1)  # still reported for the reader
+    with pytest.raises(ValueError, match="reason"):
+        judge(_claim(), [1.0, 2.0], comparable=False)
+
+
+def test_caller_reason_is_kept_for_comparable_claims():
+    row = judge(_claim(claimed=2.0), [1.9, 2.1], comparable=True, reason="SNR = output ratio")
+    assert row["reason"].startswith("SNR = output ratio; ")
+
+
+def test_claim_validation():
+    with pytest.raises(ValueError, match="kind"):
+        _claim(kind="roughly")
+    with pytest.raises(ValueError, match="claimed"):
+        _claim(claimed=math.nan)
+
+
+def test_claims_table_and_markdown():
+    rows = [
+        judge(_claim(claimed=2.0), [1.9, 2.1, 2.0], comparable=True),
+        judge(Claim("c2", "seed 000", "a | b", "m", 1.0, "value"), [1.0], comparable=True),
+    ]
+    df = claims_table(rows)
+    assert list(df.columns) == list(COLUMNS) and len(df) == 2
+    text = claims_markdown(df)
+    lines = text.strip().split("\n")
+    assert len(lines) == 4
+    assert lines[0].startswith("| claim_id | source |")
+    assert all(line.count("|") - line.count("\\|") == len(COLUMNS) + 1 for line in lines)
+    assert "a \\| b" in lines[3] and "n/a" in lines[3] and "inconclusive" in lines[3]
+    with pytest.raises(ValueError, match="lacks columns"):
+        claims_table([{"claim_id": "x"}])
+
+
+def test_learning_rule_claims_are_consistent_with_the_seed():
+    by_id = {c.claim_id: c for c in LEARNING_RULE_CLAIMS}
+    assert len(by_id) == len(LEARNING_RULE_CLAIMS) == 11
+    assert all(c.source == "seed 000" for c in LEARNING_RULE_CLAIMS)
+    hebbian = by_id["hebbian_snr"].claimed
+    assert hebbian == 274.17 and by_id["sgd_mse_snr"].claimed == 2.05
+    assert by_id["hebbian_vs_sgd_snr_ratio"].claimed == pytest.approx(hebbian / 2.05, rel=0.01)
+    assert by_id["sgd_mse_accuracy"].claimed == 0.38 and by_id["hebbian_accuracy"].claimed == 1.0
+    for name, snr in (("0_2", 245.61), ("0_1", 169.30), ("0_0p5", 93.23)):
+        assert by_id[f"hebbian_constraint_{name}_snr"].claimed == snr
+        change = by_id[f"hebbian_constraint_{name}_change"]
+        assert change.kind == "relative_change"
+        assert change.claimed == pytest.approx(snr / hebbian - 1, abs=1e-3)
+    assert isinstance(claims_table([]), pd.DataFrame)
