@@ -128,3 +128,10 @@ def test_job_config_excludes_sweep_so_new_seeds_keep_old_models():
     more_seeds["loss_study"]["seeds"] = [0, 1, 2, 3]
     assert loss_job_config(config) == loss_job_config(more_seeds)
     assert "noise_suite" in loss_job_config(config, noise_suite=True)
+
+
+def test_pretrained_without_weights_names_the_file_key(tmp_path):
+    config = _set(default_config(), "loss_study.model.pretrained", True)
+    _set(config, "loss_study.model.pretrained_file", str(tmp_path / "weights.pth"))
+    with pytest.raises(ConfigError, match=r"loss_study\.model\.pretrained_file"):
+        validate_config(config, SCHEMA)

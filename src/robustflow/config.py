@@ -89,16 +89,28 @@ def validate_config(config: dict, schema: dict) -> dict:
     return config
 
 
-def _check_semantics(config: dict) -> None:
-    from robustflow.models import list_models
+def check_model(model: dict, key: str) -> None:
+    """The model is registered and, if pretrained, its weights are on disk."""
+    from robustflow.models import list_models, pretrained_weights_available
 
+    if model["name"] not in list_models():
+        raise ConfigError(
+            f"config key '{key}.name': unknown model '{model['name']}'; "
+            f"registered: {', '.join(list_models())}"
+        )
+    if model["pretrained"] and not pretrained_weights_available(model["name"], model["pretrained_file"]):
+        raise ConfigError(
+            f"config key '{key}.pretrained_file': no local weights for '{model['name']}' "
+            f"(file: {model['pretrained_file']}, nor in the offline timm/Hugging Face cache). "
+            f"Run timm.create_model('{model['name']}', pretrained=True) on a machine with internet "
+            "and point pretrained_file at the downloaded weights file."
+        )
+
+
+def _check_semantics(config: dict) -> None:
     study = config["loss_study"]
     if study["enabled"]:
-        if study["model"]["name"] not in list_models():
-            raise ConfigError(
-                f"config key 'loss_study.model.name': unknown model '{study['model']['name']}'; "
-                f"registered: {', '.join(list_models())}"
-            )
+        check_model(study["model"], "loss_study.model")
         variants = set(loss_study_runs(config)["variant"])
         if study["baseline"] not in variants:
             raise ConfigError(
@@ -194,3 +206,18 @@ def loss_job_config(config: dict, *, noise_suite: bool = False) -> dict:
     if noise_suite:
         subset["noise_suite"] = config["noise_suite"]
     return subset
+
+
+def learning_rule_cells(config: dict) -> dict[str, list[str]]:
+    """Method x constraint cells of the learning-rule study, as zipped wildcard lists."""
+    from robustflow.studies.learning_rule_study import constraint_id
+
+    study = config["learning_rule_study"]
+    cells = [(m, constraint_id(c)) for m in study["methods"] for c in study["constraints"]]
+    return {"method": [m for m, _ in cells], "constraint": [c for _, c in cells]}
+
+
+def learning_rule_job_config(config: dict) -> dict:
+    """What one learning-rule cell depends on (not the list of cells, not resources)."""
+    study = config["learning_rule_study"]
+    return {k: v for k, v in study.items() if k not in ("enabled", "methods", "constraints", "resources")}

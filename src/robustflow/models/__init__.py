@@ -1,0 +1,376 @@
+"""One registry of image classifiers, timm style: `create_model(name, num_classes, ...)`.
+
+Registered: ``small_cnn`` and ``vit_micro`` (small models for CPU runs) and the timm models
+``resnet18``, ``resnet50``, ``vit_small_patch16_224``, ``vit_tiny_patch16_224``.
+
+Pretrained weights are never downloaded. They come from ``pretrained_file`` (a state_dict
+saved with `torch.save` or as safetensors) or, for the timm models, from a copy already in
+the local Hugging Face cache (looked up with `huggingface_hub.try_to_load_from_cache`,
+which never touches the network). Anything else raises `PretrainedWeightsNotFound`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import timm
+import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+from timm.models import load_state_dict
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter
+from torch import nn
+
+from robustflow.models.small_cnn import SmallCNN
+
+__all__ = [
+    "PretrainedWeightsNotFound",
+    "SmallCNN",
+    "TIMM_MODELS",
+    "create_model",
+    "list_models",
+    "pretrained_weights_available",
+    "register_model",
+]
+
+TIMM_MODELS = ("resnet18", "resnet50", "vit_small_patch16_224", "vit_tiny_patch16_224")
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the hub
+
+_MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+class PretrainedWeightsNotFound(FileNotFoundError):
+    """Pretrained weights were requested but no usable local file exists."""
+
+
+def register_model(entrypoint: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register ``entrypoint`` under its ``__name__``.
+
+    An entrypoint takes ``(num_classes, img_size, in_chans, pretrained, pretrained_file,
+    **kwargs)`` and returns the model.
+    """
+    name = entrypoint.__name__
+    if name in _MODEL_ENTRYPOINTS:
+        raise ValueError(f"model {name!r} is already registered")
+    _MODEL_ENTRYPOINTS[name] = entrypoint
+    return entrypoint
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_MODEL_ENTRYPOINTS)
+
+
+def _check_name(name: str) -> None:
+    if name not in _MODEL_ENTRYPOINTS:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    img_size: int = 32,
+    in_chans: int = 3,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model; ``kwargs`` go to the model's constructor.
+
+    Initial weights come from torch's global RNG: seed it (`torch.manual_seed`) first.
+    """
+    _check_name(name)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if pretrained_file is not None and not pretrained:
+        raise ValueError(f"pretrained_file={pretrained_file} was given but pretrained=False")
+    return _MODEL_ENTRYPOINTS[name](
+        num_classes=num_classes,
+        img_size=img_size,
+        in_chans=in_chans,
+        pretrained=pretrained,
+        pretrained_file=pretrained_file,
+        **kwargs,
+    )
+
+
+# ----------------------------------------------------------------------------- weight files
+
+
+def _hf_repo(name: str) -> tuple[str, str | None]:
+    hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
+    repo, _, revision = hub_id.partition("@")
+    return repo, revision or None
+
+
+def _hf_cache_pattern(name: str) -> Path:
+    repo, _ = _hf_repo(name)
+    folder = "models--" + repo.replace("/", "--")
+    return Path(hf_constants.HF_HUB_CACHE) / folder / "snapshots" / "<revision>" / HF_WEIGHT_FILES[0]
+
+
+def _hf_cached_weights(name: str) -> Path | None:
+    repo, revision = _hf_repo(name)
+    for filename in HF_WEIGHT_FILES:
+        hit = try_to_load_from_cache(repo, filename, revision=revision)
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
+
+
+def _weights_file(name: str, pretrained_file: str | Path | None) -> Path | None:
+    if pretrained_file is not None:
+        path = Path(pretrained_file).expanduser()
+        return path if path.is_file() else None
+    if name in TIMM_MODELS:
+        return _hf_cached_weights(name)
+    return None
+
+
+def pretrained_weights_available(name: str, pretrained_file: str | Path | None = None) -> bool:
+    """Whether `create_model(name, pretrained=True, pretrained_file=...)` would find a weight file."""
+    _check_name(name)
+    return _weights_file(name, pretrained_file) is not None
+
+
+def _how_to_get_weights(name: str) -> str:
+    if name in TIMM_MODELS:
+        return (
+            f"On a machine with internet access run `timm.create_model({name!r}, pretrained=True)`, copy "
+            f"the file it caches ({_hf_cache_pattern(name)}) here and set pretrained_file to its path "
+            "(or copy the whole Hugging Face cache folder into this machine's cache)."
+        )
+    return (
+        f"Save a trained {name!r} with `torch.save(model.state_dict(), path)` (or as safetensors) "
+        "and set pretrained_file to that path."
+    )
+
+
+def _not_found(name: str, pretrained_file: str | Path | None) -> PretrainedWeightsNotFound:
+    if pretrained_file is not None:
+        tried = f"pretrained_file {Path(pretrained_file).expanduser()} is not an existing file"
+    elif name in TIMM_MODELS:
+        tried = f"no pretrained_file given and no cached copy at {_hf_cache_pattern(name)}"
+    else:
+        tried = "no pretrained_file given (small models have no published weights)"
+    return PretrainedWeightsNotFound(
+        f"pretrained weights for model {name!r} not found: {tried}. {_how_to_get_weights(name)}"
+    )
+
+
+def _require_weights_file(name: str, pretrained_file: str | Path | None) -> Path:
+    path = _weights_file(name, pretrained_file)
+    if path is None:
+        raise _not_found(name, pretrained_file)
+    return path
+
+
+def _unreadable(name: str, path: Path, err: Exception) -> PretrainedWeightsNotFound:
+    return PretrainedWeightsNotFound(
+        f"could not load pretrained weights for model {name!r} from {path}: {type(err).__name__}: {err}. "
+        f"{_how_to_get_weights(name)}"
+    )
+
+
+def _read_state_dict(name: str, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_state_dict(str(path), use_ema=False)
+    except Exception as err:  # any unreadable file is reported the same way, with its cause
+        raise _unreadable(name, path, err) from err
+
+
+def _classifier_rows(state: dict[str, torch.Tensor], classifier: str) -> int | None:
+    weight = state.get(f"{classifier}.weight")
+    return None if weight is None else int(weight.shape[0])
+
+
+def _load_local_weights(
+    model: nn.Module,
+    name: str,
+    path: Path,
+    classifier: str,
+    num_classes: int,
+    filter_fn: Callable[[dict, nn.Module], dict] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Load the state_dict in ``path`` (or ``state``, already read from it) into ``model``.
+
+    A classifier of another class count is left at its init; any other missing or
+    unexpected weight is an error.
+    """
+    if state is None:
+        state = _read_state_dict(name, path)
+    allowed_missing: set[str] = set()
+    if _classifier_rows(state, classifier) != num_classes:
+        allowed_missing = {f"{classifier}.weight", f"{classifier}.bias"}
+        state = {key: value for key, value in state.items() if key not in allowed_missing}
+    try:
+        if filter_fn is not None:
+            state = filter_fn(state, model)
+        result = model.load_state_dict(state, strict=False)
+    except Exception as err:
+        raise _unreadable(name, path, err) from err
+    missing = set(result.missing_keys) - allowed_missing
+    if missing or result.unexpected_keys:
+        raise _unreadable(
+            name,
+            path,
+            KeyError(f"missing keys {sorted(missing)}, unexpected keys {sorted(result.unexpected_keys)}"),
+        )
+
+
+# ----------------------------------------------------------------------------- small models
+
+
+@register_model
+def small_cnn(
+    num_classes: int,
+    img_size: int = 32,
+    in_chans: int = 3,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+    features: Sequence[int] = (32, 64),
+    dropout: float = 0.0,
+) -> nn.Module:
+    """`SmallCNN`; each block halves the image, so ``img_size`` must be >= 2 ** len(features)."""
+    if img_size < 2 ** len(features):
+        raise ValueError(
+            f"img_size {img_size} is too small for {len(features)} pooling blocks (features={tuple(features)}); "
+            f"it must be at least {2 ** len(features)}"
+        )
+    model = SmallCNN(num_classes, in_chans=in_chans, features=features, dropout=dropout)
+    if pretrained:
+        path = _require_weights_file("small_cnn", pretrained_file)
+        _load_local_weights(model, "small_cnn", path, "head", num_classes)
+    return model
+
+
+VIT_MICRO_DEFAULTS = dict(patch_size=4, embed_dim=64, depth=4, num_heads=4)
+
+
+@register_model
+def vit_micro(
+    num_classes: int,
+    img_size: int = 32,
+    in_chans: int = 3,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+    **kwargs,
+) -> nn.Module:
+    """A small timm `VisionTransformer` for 32x32 CPU runs; ``kwargs`` override `VIT_MICRO_DEFAULTS`.
+
+    Pretrained weights saved at another image or patch size are resampled as timm does.
+    """
+    model = VisionTransformer(
+        img_size=img_size, in_chans=in_chans, num_classes=num_classes, **{**VIT_MICRO_DEFAULTS, **kwargs}
+    )
+    if pretrained:
+        path = _require_weights_file("vit_micro", pretrained_file)
+        _load_local_weights(model, "vit_micro", path, "head", num_classes, filter_fn=vit_checkpoint_filter)
+    return model
+
+
+# ----------------------------------------------------------------------------- timm models
+
+
+def _has_cifar_stem(state: dict[str, torch.Tensor]) -> bool:
+    stem = state.get("conv1.weight")
+    return stem is not None and stem.shape[-1] == 3
+
+
+def _cifar_stem(model: nn.Module, in_chans: int) -> None:
+    """Replace a ResNet's 7x7/2 conv + maxpool by one 3x3/1 conv, keeping 32x32 inputs at 32x32."""
+    out_channels = model.conv1.out_channels
+    model.conv1 = nn.Conv2d(in_chans, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")  # timm's ResNet init
+    model.maxpool = nn.Identity()
+
+
+def _create_timm_model(
+    name: str,
+    num_classes: int,
+    img_size: int,
+    in_chans: int,
+    pretrained: bool,
+    pretrained_file: str | Path | None,
+    **kwargs,
+) -> nn.Module:
+    is_vit = name.startswith("vit_")
+    cifar_stem = bool(kwargs.pop("cifar_stem", False))
+    if cifar_stem and is_vit:
+        raise ValueError(f"cifar_stem applies to ResNets only, not to {name!r}")
+    if is_vit:
+        kwargs["img_size"] = img_size
+    if not pretrained:
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        if cifar_stem:
+            _cifar_stem(model, in_chans)
+        return model
+
+    path = _require_weights_file(name, pretrained_file)
+    state = _read_state_dict(name, path)
+    classifier = timm.models.get_pretrained_cfg(name).classifier
+    if cifar_stem and _has_cifar_stem(state):
+        # A checkpoint of a CIFAR-stem model (e.g. trained by robustflow): rebuild that model, then load.
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        _cifar_stem(model, in_chans)
+        _load_local_weights(model, name, path, classifier, num_classes, state=state)
+        return model
+
+    # timm drops the file's classifier when its class count differs from the model's; telling it
+    # the file's real count keeps a matching head (e.g. a CIFAR fine-tune) instead of dropping it.
+    # custom_load=False: ViT configs route files to their .npz loader otherwise.
+    overlay = dict(file=str(path), custom_load=False, num_classes=_classifier_rows(state, classifier) or 0)
+    try:
+        model = timm.create_model(
+            name,
+            pretrained=True,
+            pretrained_cfg_overlay=overlay,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            **kwargs,
+        )
+    except Exception as err:  # shape mismatches and the like; the cause goes into the message
+        raise _unreadable(name, path, err) from err
+    # After dropping a head timm loads non-strictly, so a file of another architecture would
+    # load nothing and leave a random model without an error.
+    absent = sorted(
+        key
+        for key in model.state_dict()
+        if not key.startswith(f"{classifier}.") and not key.endswith("num_batches_tracked") and key not in state
+    )
+    if absent:
+        raise _unreadable(
+            name, path, KeyError(f"the file lacks {len(absent)} of the model's weights, e.g. {absent[:3]}")
+        )
+    if cifar_stem:
+        # The file holds an ImageNet stem (7x7 stride 2), which the 3x3 CIFAR conv cannot use:
+        # the new conv starts from a fresh init, the rest of the network is pretrained.
+        _cifar_stem(model, in_chans)
+    return model
+
+
+def _timm_entrypoint(name: str) -> Callable[..., nn.Module]:
+    def entrypoint(
+        num_classes: int,
+        img_size: int = 32,
+        in_chans: int = 3,
+        pretrained: bool = False,
+        pretrained_file: str | Path | None = None,
+        **kwargs,
+    ) -> nn.Module:
+        return _create_timm_model(name, num_classes, img_size, in_chans, pretrained, pretrained_file, **kwargs)
+
+    entrypoint.__name__ = name
+    entrypoint.__doc__ = (
+        f"timm's {name!r}. ViTs get ``img_size`` (``patch_size`` may be overridden in kwargs, e.g. 4 "
+        "at 32x32). ResNets ignore ``img_size`` and keep timm's ImageNet stem (7x7/2 conv + maxpool, "
+        "so 32x32 inputs reach the last stage at 1x1) unless ``cifar_stem=True``."
+    )
+    return entrypoint
+
+
+for _name in TIMM_MODELS:
+    register_model(_timm_entrypoint(_name))

@@ -1,0 +1,55 @@
+"""Writers of small on-disk dataset fixtures in the real formats, shared by the tests."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_CLASS_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+def _cifar_batch(rng: np.random.Generator, n: int, batch_label: str, first_index: int) -> dict:
+    """One batch dict as the real pickles hold it (bytes keys, data rows of 1024 R, G, B values)."""
+    if n < len(CIFAR10_CLASS_NAMES):
+        raise ValueError(f"a batch needs at least {len(CIFAR10_CLASS_NAMES)} images to hold every class, got {n}")
+    labels = rng.permutation(np.arange(n) % len(CIFAR10_CLASS_NAMES))
+    return {
+        b"batch_label": batch_label.encode(),
+        b"labels": [int(label) for label in labels],
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        b"filenames": [f"fixture_{first_index + i:05d}.png".encode() for i in range(n)],
+    }
+
+
+def _dump(obj: dict, path: Path) -> None:
+    with path.open("wb") as handle:
+        pickle.dump(obj, handle, protocol=2)
+
+
+def write_cifar10_fixture(root: str | Path, n_per_batch: int = 20, n_test: int = 20, seed: int = 0) -> Path:
+    """Write a tiny CIFAR-10 in torchvision's layout under ``root``; returns the batches folder.
+
+    Images are random; every batch holds every class (``n // 10`` or more times each).
+    The md5 sums are of course not the published ones.
+    """
+    folder = Path(root) / CIFAR10_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate(CIFAR10_TRAIN_FILES):
+        _dump(_cifar_batch(rng, n_per_batch, f"training batch {i + 1} of 5", i * n_per_batch), folder / name)
+    _dump(_cifar_batch(rng, n_test, "testing batch 1 of 1", 0), folder / "test_batch")
+    _dump(
+        {
+            b"num_cases_per_batch": n_per_batch,
+            b"label_names": [name.encode() for name in CIFAR10_CLASS_NAMES],
+            b"num_vis": 3072,
+        },
+        folder / "batches.meta",
+    )
+    return folder
