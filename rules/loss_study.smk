@@ -21,6 +21,8 @@ rule loss_train:
         gpu=study_resources("loss_study")["gpu"],
         mem_mb=study_resources("loss_study")["mem_mb"],
         runtime=study_resources("loss_study")["runtime"],
+    conda:
+        "../envs/robustflow.yaml"
     script:
         "../scripts/loss_train.py"
 
@@ -40,6 +42,8 @@ rule loss_evaluate:
     resources:
         gpu=study_resources("loss_study")["gpu"],
         mem_mb=study_resources("loss_study")["mem_mb"],
+    conda:
+        "../envs/robustflow.yaml"
     script:
         "../scripts/loss_evaluate.py"
 
@@ -59,6 +63,8 @@ rule loss_aggregate:
         config=config,
     log:
         "results/logs/loss_study/aggregate.log",
+    conda:
+        "../envs/robustflow.yaml"
     script:
         "../scripts/loss_aggregate.py"
 
@@ -80,5 +86,7 @@ rule loss_figure:
         config=config,
     log:
         "results/logs/loss_study/figure/{figure}.log",
+    conda:
+        "../envs/robustflow.yaml"
     script:
         "../scripts/loss_figure.py"

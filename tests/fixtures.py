@@ -53,3 +53,19 @@ def write_cifar10_fixture(root: str | Path, n_per_batch: int = 20, n_test: int =
         folder / "batches.meta",
     )
     return folder
+
+
+def write_image_folder_fixture(root: str | Path, classes=("no_road", "road"), n_per_class: int = 6,
+                               size: int = 20, seed: int = 0) -> Path:
+    """Two class folders of grayscale PNGs, the layout of a user's own binary-task images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for label, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(n_per_class):
+            pixels = rng.integers(0, 128, (size, size)) + 127 * label
+            Image.fromarray(pixels.astype(np.uint8), mode="L").save(folder / f"{index:03d}.png")
+    return root

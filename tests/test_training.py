@@ -29,7 +29,7 @@ def _model(data, seed=0):
 
 
 def _settings(**overrides):
-    base = dict(epochs=3, batch_size=64, lr=3e-3, crop_padding=1, flip=True, seed=0)
+    base = dict(epochs=3, batch_size=32, lr=1e-2, crop_padding=1, flip=True, seed=0)
     return TrainSettings(**{**base, **overrides})
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.fixtures import write_cifar10_fixture
+from tests.fixtures import write_cifar10_fixture, write_image_folder_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
@@ -26,6 +26,16 @@ TINY_CONFIG = {
             {"loss": ["margin"], "margin_lambda": [1, 10]},
             {"loss": ["ce"], "ema": [True]},
         ],
+    },
+    "learning_rule_study": {
+        "task": {"source": "digits", "image_size": 16},
+        "methods": ["hebbian", "sgd_mse"],
+        "constraints": [None, [0, 1]],
+        "seeds": [0, 1],
+        "epochs": 2,
+        "sgd_lrs": [0.001, 0.01],
+        "noise_types": ["gaussian"],
+        "noise_levels": [0.0, 0.3],
     },
 }
 
@@ -68,19 +78,31 @@ def test_dry_run_of_default_config_plans_every_run(tmp_path):
     runs = 10 * 3  # 10 variants x 3 seeds in config/config.yaml
     assert jobs["loss_train"] == runs and jobs["loss_evaluate"] == runs
     assert jobs["loss_figure"] == 4 and jobs["loss_aggregate"] == 1
+    assert jobs["learning_rule_cell"] == 4 * 4 and jobs["learning_rule_figure"] == 5
 
 
-def test_dry_run_of_paper_config_against_fixture_cifar10(tmp_path):
-    write_cifar10_fixture(tmp_path / "cifar")
-    workdir = workdir_with(tmp_path, {"datasets": {"cifar10": {"root": str(tmp_path / "cifar")}}})
+PAPER_DATA = {
+    "datasets": {"cifar10": {"root": "fixtures/cifar"}},
+    "learning_rule_study": {"task": {"source": "folder", "root": "fixtures/road_images"}},
+}
+
+
+def test_dry_run_of_paper_config_against_fixture_data(tmp_path):
+    write_cifar10_fixture(tmp_path / "fixtures" / "cifar")
+    write_image_folder_fixture(tmp_path / "fixtures" / "road_images")
+    workdir = workdir_with(tmp_path, PAPER_DATA)
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "paper.yaml"),
                        str(workdir / "override.yaml"))
     jobs = planned_jobs(result)
     assert jobs["loss_train"] == 12 * 3  # 12 variants x 3 seeds in config/paper.yaml
+    assert jobs["learning_rule_cell"] == 4 * 4  # methods x constraints
+    # GPU resources are declared on the paper-scale training jobs.
+    assert "gpu=1" in result.stdout
 
 
 def test_paper_config_without_cifar10_stops_before_any_job(tmp_path):
     workdir = workdir_with(tmp_path, {"datasets": {"cifar10": {"root": str(tmp_path / "absent")}}})
+    write_image_folder_fixture(tmp_path / "data" / "road_images")
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "paper.yaml"),
                        str(workdir / "override.yaml"), check=False)
     assert result.returncode != 0
@@ -120,6 +142,15 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
     for rule in ["train", "evaluate"]:
         assert len(list((results / "logs" / "loss_study" / rule).glob("*.log"))) == 8
+
+    for figure in ["snr_by_method", "snr_vs_constraint", "noise_robustness", "weight_histograms", "lr_sweep"]:
+        assert (results / "figures" / f"learning_rule_{figure}.pdf").stat().st_size > 5000, figure
+    metrics = pd.read_csv(results / "tables" / "learning_rule_metrics.csv")
+    assert len(metrics) == 2 * 2 * 2  # methods x constraints x seeds
+    clipped = metrics[metrics["constraint"] == "0-1"]
+    assert (clipped["weight_min"] >= 0).all() and (clipped["weight_max"] <= 1).all()
+    lr_claims = pd.read_csv(results / "tables" / "learning_rule_claims.csv")
+    assert lr_claims["verdict"].notna().all() and (results / "tables" / "learning_rule_claims.md").exists()
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
                                               str(workdir / "override.yaml")).stdout + ""

@@ -118,6 +118,14 @@ def _check_semantics(config: dict) -> None:
                 f"sweep; variants: {', '.join(sorted(variants))}"
             )
         check_dataset_available(config, study["dataset"], "loss_study.dataset")
+    task = config["learning_rule_study"]["task"]
+    if config["learning_rule_study"]["enabled"] and task["source"] == "folder":
+        if task["root"] is None or not Path(task["root"]).is_dir():
+            raise ConfigError(
+                f"config key 'learning_rule_study.task.root': image folder {task['root']} does not "
+                "exist; it must hold two class folders of images (root/<class_a>/*.png, "
+                "root/<class_b>/*.png), or set task.source to digits"
+            )
 
 
 def check_dataset_available(config: dict, dataset: str, key: str) -> None:

@@ -226,7 +226,7 @@ def train_classifier(
             scheduler.step()
             if ema:
                 ema.update(model)
-            loss_sum += float(loss) * len(labels)
+            loss_sum += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
 

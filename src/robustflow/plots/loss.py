@@ -6,17 +6,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style
+from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style
 from robustflow.stats import t_interval
 from robustflow.studies.loss_study import reported_rows
-
-NOISE_LABELS = {
-    "gaussian": "Gaussian (std)",
-    "salt_pepper": "salt & pepper (pixel fraction)",
-    "fog": "fog (blend weight)",
-    "occlusion": "occlusion (area fraction)",
-}
-
 
 def _legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "variant") -> None:
     handles, labels = ax.get_legend_handles_labels()

@@ -15,6 +15,14 @@ from robustflow.io import atomic_path  # noqa: E402
 # A two-column paper's full width is ~7 in; fonts stay >= 8 pt at that size.
 FULL_WIDTH_IN = 7.0
 
+# Axis labels that say what a noise level means for each noise type.
+NOISE_LABELS = {
+    "gaussian": "Gaussian (std)",
+    "salt_pepper": "salt & pepper (pixel fraction)",
+    "fog": "fog (blend weight)",
+    "occlusion": "occlusion (area fraction)",
+}
+
 
 def apply_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
