@@ -103,7 +103,7 @@ def test_run_table_expands_blocks_times_seeds():
     assert variants == {
         "ce", "label_smoothing", "focal", "combined-lam1",
         "margin-lam0.1", "margin-lam1", "margin-lam10", "margin-lam20",
-        "ce-ema", "margin-lam10-ema",
+        "ce-ema", "margin-lam10-ema", "ce-mixup0.2",
     }
     assert len(runs) == len(variants) * len(config["loss_study"]["seeds"])
     assert runs.loc["margin-lam0.1-s2", "margin_lambda"] == 0.1

@@ -75,7 +75,7 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def test_dry_run_of_default_config_plans_every_run(tmp_path):
     workdir = workdir_with(tmp_path, {})
     jobs = planned_jobs(snakemake(workdir, "-n", "--cores", "2"))
-    runs = 10 * 3  # 10 variants x 3 seeds in config/config.yaml
+    runs = 11 * 3  # 11 variants x 3 seeds in config/config.yaml
     assert jobs["loss_train"] == runs and jobs["loss_evaluate"] == runs
     assert jobs["loss_figure"] == 4 and jobs["loss_aggregate"] == 1
     assert jobs["learning_rule_cell"] == 4 * 4 and jobs["learning_rule_figure"] == 5

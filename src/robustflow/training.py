@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -177,13 +178,12 @@ def train_classifier(
     best = {"epoch": 0, "top1": -1.0, "state": _state_copy(model)}
     ema_best = {"epoch": 0, "top1": -1.0, "state": _state_copy(ema.module) if ema else None}
 
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["settings"] != asdict(settings):
-            raise ValueError(
-                f"checkpoint {checkpoint_path} was written with different settings; "
-                "delete it to start over"
-            )
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False) if checkpoint_path.exists() else None
+    if state is not None and state["settings"] != asdict(settings):
+        # The config changed since this checkpoint: its run is not the one asked for.
+        warnings.warn(f"ignoring {checkpoint_path}: written with other settings; training from scratch")
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -191,6 +191,8 @@ def train_classifier(
             ema.module.load_state_dict(state["ema"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         history, best, ema_best = state["history"], state["best"], state["ema_best"]
 
     train_x = data.train_x.to(device)
@@ -250,7 +252,8 @@ def train_classifier(
                 "scheduler": scheduler.state_dict(),
                 "ema": ema.module.state_dict() if ema else None,
                 "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
+                "torch_rng": torch.get_rng_state(),  # dropout draws from the global streams
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "history": history,
                 "best": best,
                 "ema_best": ema_best,

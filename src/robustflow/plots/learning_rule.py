@@ -126,7 +126,7 @@ def noise_robustness(noise: pd.DataFrame) -> plt.Figure:
             ax = axes[row, column]
             sns.lineplot(data=subset, x="level", y=metric, hue="method", hue_order=methods,
                          errorbar=t_interval, marker="o", markersize=3, ax=ax)
-            ax.set(xlabel=f"noise level: {NOISE_LABELS.get(noise_type, noise_type)}", ylabel=label)
+            ax.set(xlabel=NOISE_LABELS.get(noise_type, noise_type), ylabel=label)
             if row == 0:
                 ax.set_title(f"{noise_type.replace('_', ' ')}, weight constraint {_constraint_label(reference)}")
     _shared_legend(fig, "learning rule")

@@ -49,7 +49,7 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
             ax = axes[row, column]
             sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=t_interval,
                          marker="o", markersize=3, ax=ax)
-            ax.set(xlabel=f"noise level: {NOISE_LABELS[noise_type]}", ylabel=label if column == 0 else "")
+            ax.set(xlabel=NOISE_LABELS[noise_type] if row == 1 else "", ylabel=label if column == 0 else "")
             if row == 0:
                 ax.set_title(noise_type.replace("_", " "))
     _legend_outside(fig, axes[0, 0])

@@ -17,10 +17,10 @@ FULL_WIDTH_IN = 7.0
 
 # Axis labels that say what a noise level means for each noise type.
 NOISE_LABELS = {
-    "gaussian": "Gaussian (std)",
-    "salt_pepper": "salt & pepper (pixel fraction)",
-    "fog": "fog (blend weight)",
-    "occlusion": "occlusion (area fraction)",
+    "gaussian": "noise std (of [0, 1] pixels)",
+    "salt_pepper": "pixel fraction flipped",
+    "fog": "fog blend weight",
+    "occlusion": "occluded area fraction",
 }
 
 
