@@ -7,23 +7,36 @@ downloaded: a missing file raises `DatasetNotFoundError` saying how to get it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
 
 from robustflow.data import ImageSplits, channel_stats, stratified_split
 
 CIFAR10_IMAGE_SHAPE = (3, 32, 32)  # each row: 1024 R, then 1024 G, then 1024 B values, row-major
 
-HOW_TO_GET_CIFAR10 = (
-    f"Download {CIFAR10.url} and extract it into {{root}} (giving {{root}}/{CIFAR10.base_folder}/), "
-    "or run `torchvision.datasets.CIFAR10(root, download=True)` on a machine with internet access "
-    "and copy the folder over."
-)
+
+
+@functools.cache
+def _torchvision_spec():
+    """torchvision's CIFAR10 class (file names, md5s, URL); imported on first use because
+    torchvision takes seconds to import and most jobs never touch CIFAR-10."""
+    from torchvision.datasets import CIFAR10
+
+    return CIFAR10
+
+
+def _how_to_get(root: Path) -> str:
+    spec = _torchvision_spec()
+    return (
+        f"Download {spec.url} and extract it into {root} (giving {root}/{spec.base_folder}/), "
+        "or run `torchvision.datasets.CIFAR10(root, download=True)` on a machine with internet access "
+        "and copy the folder over."
+    )
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -37,15 +50,15 @@ class DatasetIntegrityError(RuntimeError):
 def _expected_files() -> list[tuple[str, str]]:
     """(file name, md5) of every file the loader reads, in reading order."""
     return [
-        (CIFAR10.meta["filename"], CIFAR10.meta["md5"]),
-        *((name, md5) for name, md5 in CIFAR10.train_list),
-        *((name, md5) for name, md5 in CIFAR10.test_list),
+        (_torchvision_spec().meta["filename"], _torchvision_spec().meta["md5"]),
+        *((name, md5) for name, md5 in _torchvision_spec().train_list),
+        *((name, md5) for name, md5 in _torchvision_spec().test_list),
     ]
 
 
 def cifar10_missing_files(root: str | Path) -> list[Path]:
     """Paths of the CIFAR-10 files absent under ``root`` (empty when all are present)."""
-    folder = Path(root) / CIFAR10.base_folder
+    folder = Path(root) / _torchvision_spec().base_folder
     return [folder / name for name, _ in _expected_files() if not (folder / name).is_file()]
 
 
@@ -82,8 +95,8 @@ def load_cifar10(
     The test split is the official test batch in its original order.
     """
     root = Path(root)
-    folder = root / CIFAR10.base_folder
-    how = HOW_TO_GET_CIFAR10.format(root=root)
+    folder = root / _torchvision_spec().base_folder
+    how = _how_to_get(root)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"CIFAR-10 folder not found: {folder}. {how}")
     missing = cifar10_missing_files(root)
@@ -102,10 +115,10 @@ def load_cifar10(
             )
 
     classes = tuple(
-        name.decode() for name in _read_pickle(folder / CIFAR10.meta["filename"])[CIFAR10.meta["key"].encode()]
+        name.decode() for name in _read_pickle(folder / _torchvision_spec().meta["filename"])[_torchvision_spec().meta["key"].encode()]
     )
-    images, labels = _read_batches(folder, [name for name, _ in CIFAR10.train_list])
-    test_x, test_y = _read_batches(folder, [name for name, _ in CIFAR10.test_list])
+    images, labels = _read_batches(folder, [name for name, _ in _torchvision_spec().train_list])
+    test_x, test_y = _read_batches(folder, [name for name, _ in _torchvision_spec().test_list])
     train, val = (torch.from_numpy(part) for part in stratified_split(labels.numpy(), (val_fraction,), split_seed))
     train_x = images[train]
     mean, std = channel_stats(train_x)

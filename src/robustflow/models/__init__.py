@@ -14,13 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import timm
 import torch
-from huggingface_hub import constants as hf_constants
-from huggingface_hub import try_to_load_from_cache
-from timm.models import load_state_dict
-from timm.models.vision_transformer import VisionTransformer
-from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter
 from torch import nn
 
 from robustflow.models.small_cnn import SmallCNN
@@ -99,19 +93,29 @@ def create_model(
 # ----------------------------------------------------------------------------- weight files
 
 
+# timm and huggingface_hub are imported inside the functions that need them: they take
+# seconds to import, and the small CNN jobs of the default pipeline never use them.
+
+
 def _hf_repo(name: str) -> tuple[str, str | None]:
+    import timm
+
     hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
     repo, _, revision = hub_id.partition("@")
     return repo, revision or None
 
 
 def _hf_cache_pattern(name: str) -> Path:
+    from huggingface_hub import constants as hf_constants
+
     repo, _ = _hf_repo(name)
     folder = "models--" + repo.replace("/", "--")
     return Path(hf_constants.HF_HUB_CACHE) / folder / "snapshots" / "<revision>" / HF_WEIGHT_FILES[0]
 
 
 def _hf_cached_weights(name: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
     repo, revision = _hf_repo(name)
     for filename in HF_WEIGHT_FILES:
         hit = try_to_load_from_cache(repo, filename, revision=revision)
@@ -175,6 +179,8 @@ def _unreadable(name: str, path: Path, err: Exception) -> PretrainedWeightsNotFo
 
 
 def _read_state_dict(name: str, path: Path) -> dict[str, torch.Tensor]:
+    from timm.models import load_state_dict
+
     try:
         return load_state_dict(str(path), use_ema=False)
     except Exception as err:  # any unreadable file is reported the same way, with its cause
@@ -263,6 +269,9 @@ def vit_micro(
 
     Pretrained weights saved at another image or patch size are resampled as timm does.
     """
+    from timm.models.vision_transformer import VisionTransformer
+    from timm.models.vision_transformer import checkpoint_filter_fn as vit_checkpoint_filter
+
     model = VisionTransformer(
         img_size=img_size, in_chans=in_chans, num_classes=num_classes, **{**VIT_MICRO_DEFAULTS, **kwargs}
     )
@@ -297,6 +306,8 @@ def _create_timm_model(
     pretrained_file: str | Path | None,
     **kwargs,
 ) -> nn.Module:
+    import timm
+
     is_vit = name.startswith("vit_")
     cifar_stem = bool(kwargs.pop("cifar_stem", False))
     if cifar_stem and is_vit:
