@@ -8,24 +8,25 @@ from robustflow.config import (
     run_record,
     validate_config,
 )
-from robustflow.plots.learning_rule import FIGURES as LR_FIGURE_NAMES
+from robustflow.plots.learning_rule import FIGURES as LR_FIGURES
+from robustflow.plots.loss import FIGURES as LOSS_FIGURES
 from robustflow.studies.learning_rule_study import cell_id, parse_constraint_id
 
 # Validate (and fill defaults) before the DAG is built: a bad config never starts a job.
 try:
-    config = validate_config(config, load_schema(workflow.source_path("../config/schema.yaml")))
+    config = validate_config(
+        config, load_schema(workflow.source_path("../config/schema.yaml"))
+    )
 except ConfigError as error:
     raise WorkflowError(f"invalid configuration:\n{error}") from None
 
 LOSS_RUNS = loss_study_runs(config)
 LOSS_RUN_IDS = list(LOSS_RUNS.index) if config["loss_study"]["enabled"] else []
-LOSS_FIGURES = ["training_curves", "robustness_curves", "lambda_ablation", "confidence"]
 LR_CELLS = (
     learning_rule_cells(config)
     if config["learning_rule_study"]["enabled"]
     else {"method": [], "constraint": []}
 )
-LR_FIGURES = list(LR_FIGURE_NAMES)
 
 
 wildcard_constraints:
@@ -50,7 +51,9 @@ def loss_study_targets():
 
 def learning_rule_targets():
     return expand(
-        "results/figures/learning_rule_{figure}.{ext}", figure=LR_FIGURES, ext=["pdf", "png"]
+        "results/figures/learning_rule_{figure}.{ext}",
+        figure=LR_FIGURES,
+        ext=["pdf", "png"],
     ) + [
         "results/tables/learning_rule_summary.csv",
         "results/tables/learning_rule_claims.md",

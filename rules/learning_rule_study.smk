@@ -12,18 +12,18 @@ rule learning_rule_cell:
         noise=f"{LR_CELL_DIR}/noise.csv",
         sweep=f"{LR_CELL_DIR}/lr_sweep.csv",
         weights=f"{LR_CELL_DIR}/weights.npz",
-    params:
-        study=learning_rule_job_config(config),
-        constraint=lambda wildcards: parse_constraint_id(wildcards.constraint),
     log:
         "results/logs/learning_rule_study/cell/{method}_{constraint}.log",
+    conda:
+        "../envs/robustflow.yaml"
     threads: study_resources("learning_rule_study")["threads"]
     resources:
         gpu=study_resources("learning_rule_study")["gpu"],
         mem_mb=study_resources("learning_rule_study")["mem_mb"],
         runtime=study_resources("learning_rule_study")["runtime"],
-    conda:
-        "../envs/robustflow.yaml"
+    params:
+        study=learning_rule_job_config(config),
+        constraint=lambda wildcards: parse_constraint_id(wildcards.constraint),
     script:
         "../scripts/learning_rule_cell.py"
 
@@ -45,12 +45,12 @@ rule learning_rule_aggregate:
             category="Learning-rule study",
             labels={"table": "claims"},
         ),
-    params:
-        task=config["learning_rule_study"]["task"],
     log:
         "results/logs/learning_rule_study/aggregate.log",
     conda:
         "../envs/robustflow.yaml"
+    params:
+        task=config["learning_rule_study"]["task"],
     script:
         "../scripts/learning_rule_aggregate.py"
 
@@ -69,12 +69,12 @@ rule learning_rule_figure:
             category="Learning-rule study",
             labels={"figure": "{figure}"},
         ),
-    params:
-        config=config,
-        cells=[cell_id(m, parse_constraint_id(c)) for m, c in zip(*LR_CELLS.values())],
     log:
         "results/logs/learning_rule_study/figure/{figure}.log",
     conda:
         "../envs/robustflow.yaml"
+    params:
+        config=config,
+        cells=[cell_id(m, parse_constraint_id(c)) for m, c in zip(*LR_CELLS.values())],
     script:
         "../scripts/learning_rule_figure.py"

@@ -10,19 +10,19 @@ rule loss_train:
     output:
         model=f"{LOSS_DIR}/model.pt",
         history=f"{LOSS_DIR}/history.csv",
-    params:
-        checkpoint_dir=f"{LOSS_DIR}/checkpoints",
-        run=lambda wildcards: run_record(LOSS_RUNS, wildcards.run),
-        config=loss_job_config(config),
     log:
         "results/logs/loss_study/train/{run}.log",
+    conda:
+        "../envs/robustflow.yaml"
     threads: study_resources("loss_study")["threads"]
     resources:
         gpu=study_resources("loss_study")["gpu"],
         mem_mb=study_resources("loss_study")["mem_mb"],
         runtime=study_resources("loss_study")["runtime"],
-    conda:
-        "../envs/robustflow.yaml"
+    params:
+        checkpoint_dir=f"{LOSS_DIR}/checkpoints",
+        run=lambda wildcards: run_record(LOSS_RUNS, wildcards.run),
+        config=loss_job_config(config),
     script:
         "../scripts/loss_train.py"
 
@@ -33,17 +33,17 @@ rule loss_evaluate:
     output:
         noise=f"{LOSS_DIR}/noise_eval.csv",
         confidence=f"{LOSS_DIR}/confidence.csv",
-    params:
-        run=lambda wildcards: run_record(LOSS_RUNS, wildcards.run),
-        config=loss_job_config(config, noise_suite=True),
     log:
         "results/logs/loss_study/evaluate/{run}.log",
+    conda:
+        "../envs/robustflow.yaml"
     threads: study_resources("loss_study")["threads"]
     resources:
         gpu=study_resources("loss_study")["gpu"],
         mem_mb=study_resources("loss_study")["mem_mb"],
-    conda:
-        "../envs/robustflow.yaml"
+    params:
+        run=lambda wildcards: run_record(LOSS_RUNS, wildcards.run),
+        config=loss_job_config(config, noise_suite=True),
     script:
         "../scripts/loss_evaluate.py"
 
@@ -59,12 +59,12 @@ rule loss_aggregate:
         confidence="results/tables/loss_confidence.csv",
         summary="results/tables/loss_summary.csv",
         claims="results/tables/loss_claims.csv",
-    params:
-        config=config,
     log:
         "results/logs/loss_study/aggregate.log",
     conda:
         "../envs/robustflow.yaml"
+    params:
+        config=config,
     script:
         "../scripts/loss_aggregate.py"
 
@@ -82,11 +82,11 @@ rule loss_figure:
             category="Loss study",
             labels={"figure": "{figure}"},
         ),
-    params:
-        config=config,
     log:
         "results/logs/loss_study/figure/{figure}.log",
     conda:
         "../envs/robustflow.yaml"
+    params:
+        config=config,
     script:
         "../scripts/loss_figure.py"

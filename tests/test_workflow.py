@@ -154,3 +154,14 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
                                               str(workdir / "override.yaml")).stdout + ""
+
+
+def test_lint_and_format_report_nothing(tmp_path):
+    workdir = workdir_with(tmp_path, {})
+    lint = snakemake(workdir, "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    snakefmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", str(REPO / "workflow"), str(REPO / "rules")],
+        capture_output=True, text=True,
+    )
+    assert snakefmt.returncode == 0, snakefmt.stderr
