@@ -2,11 +2,12 @@
 
 import sys
 
-from robustflow.device import configure_threads
+from robustflow.device import claim_gpu_slot, configure_threads
 from robustflow.studies.loss_study import evaluate_run
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
+    claim_gpu_slot(snakemake.resources.gpu)  # before anything touches CUDA
     configure_threads(snakemake.threads)
     evaluate_run(
         snakemake.params.config,

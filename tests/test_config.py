@@ -135,3 +135,12 @@ def test_pretrained_without_weights_names_the_file_key(tmp_path):
     _set(config, "loss_study.model.pretrained_file", str(tmp_path / "weights.pth"))
     with pytest.raises(ConfigError, match=r"loss_study\.model\.pretrained_file"):
         validate_config(config, SCHEMA)
+
+
+def test_more_data_parallel_processes_than_gpus_is_rejected():
+    config = _set(default_config(), "loss_study.training.devices", 2)
+    _set(config, "loss_study.resources.gpu", 1)
+    with pytest.raises(ConfigError, match=r"loss_study\.training\.devices"):
+        validate_config(config, SCHEMA)
+    _set(config, "loss_study.resources.gpu", 0)  # CPU data parallelism (gloo) needs no GPU
+    assert validate_config(config, SCHEMA)["loss_study"]["training"]["devices"] == 2

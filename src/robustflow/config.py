@@ -111,6 +111,12 @@ def _check_semantics(config: dict) -> None:
     study = config["loss_study"]
     if study["enabled"]:
         check_model(study["model"], "loss_study.model")
+        devices, gpus = study["training"]["devices"], study["resources"]["gpu"]
+        if gpus and devices > gpus:
+            raise ConfigError(
+                f"config key 'loss_study.training.devices': {devices} data-parallel processes need "
+                f"one GPU each, but loss_study.resources.gpu is {gpus}"
+            )
         variants = set(loss_study_runs(config)["variant"])
         if study["baseline"] not in variants:
             raise ConfigError(

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+from robustflow.gpu_slots import GpuClaim, claim_gpus
+
+_held_claims: list[GpuClaim] = []  # kept for the life of the process: dropping a claim frees its slots
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -16,3 +22,18 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def configure_threads(threads: int) -> None:
     """One job, `threads` cores: Snakemake runs several jobs side by side."""
     torch.set_num_threads(max(1, int(threads)))
+
+
+def claim_gpu_slot(gpus: int, slot_dir: str | Path | None = None, timeout: float | None = None) -> tuple[str, ...]:
+    """Give this job `gpus` free GPUs of the machine (a no-op returning () for 0); call before CUDA starts.
+
+    Locks free device ids (see `robustflow.gpu_slots`), sets CUDA_VISIBLE_DEVICES to them and
+    holds them until the process exits; returns the ids.
+    """
+    if gpus < 0:
+        raise ValueError(f"gpus must be >= 0, got {gpus}")
+    if gpus == 0:
+        return ()
+    claim = claim_gpus(gpus, slot_dir=slot_dir, timeout=timeout)
+    _held_claims.append(claim)
+    return claim.device_ids

@@ -64,6 +64,10 @@ def run_settings(config: dict, run: dict) -> TrainSettings:
         loss_params=loss_params,
         eval_batch_size=training["eval_batch_size"],
         seed=run["seed"],
+        amp=training["amp"],
+        channels_last=training["channels_last"],
+        compile=training["compile"],
+        devices=training["devices"],
     )
 
 
