@@ -1,5 +1,8 @@
+import os
+
 from robustflow.config import (
     ConfigError,
+    architecture_job_config,
     learning_rule_cells,
     learning_rule_job_config,
     load_schema,
@@ -8,8 +11,14 @@ from robustflow.config import (
     run_record,
     validate_config,
 )
+from robustflow.plots.architecture import FIGURES as ARCH_FIGURES
 from robustflow.plots.learning_rule import FIGURES as LR_FIGURES
 from robustflow.plots.loss import FIGURES as LOSS_FIGURES
+from robustflow.studies.architecture_study import (
+    architecture_runs,
+    finetune_groups,
+    model_spec,
+)
 from robustflow.studies.learning_rule_study import cell_id, parse_constraint_id
 
 # Validate (and fill defaults) before the DAG is built: a bad config never starts a job.
@@ -28,12 +37,20 @@ LR_CELLS = (
     else {"method": [], "constraint": []}
 )
 
+ARCH_RUNS = architecture_runs(config)
+ARCH_ENABLED = config["architecture_study"]["enabled"]
+ARCH_RUN_IDS = list(ARCH_RUNS.index) if ARCH_ENABLED else []
+ARCH_GROUPS = list(finetune_groups(config)) if ARCH_ENABLED else []
+
 
 wildcard_constraints:
     run="[A-Za-z0-9_.\-]+",
     figure="[a-z_]+",
     method="[a-z_]+",
     constraint="none|[0-9.e+\-]+",
+    model="[a-z0-9_]+",
+    seed="[0-9]+",
+    group="[a-z_]+",
 
 
 def study_resources(study):
@@ -60,10 +77,32 @@ def learning_rule_targets():
     ]
 
 
+def architecture_targets():
+    return expand(
+        "results/figures/architecture_{figure}.{ext}",
+        figure=ARCH_FIGURES,
+        ext=["pdf", "png"],
+    ) + [
+        "results/tables/architecture_summary.csv",
+        "results/tables/architecture_claims.csv",
+    ]
+
+
+def architecture_pretrained_input(wildcards):
+    """Pretrained arms whose weights come from the pipeline's own source-task pretraining."""
+    run = ARCH_RUNS.loc[wildcards.run]
+    spec = model_spec(config, run["model"])
+    if run["init"] == "pretrained" and spec["pretrained_source"] == "source_task":
+        return f"results/architecture_study/pretrain/{run['model']}-s{run['seed']}.pt"
+    return []
+
+
 def all_targets():
     targets = []
     if config["loss_study"]["enabled"]:
         targets += loss_study_targets()
     if config["learning_rule_study"]["enabled"]:
         targets += learning_rule_targets()
+    if ARCH_ENABLED:
+        targets += architecture_targets()
     return targets

@@ -69,6 +69,10 @@ BAD_CONFIGS = [
     ("loss_study.model.name", "resnet9000", "loss_study.model.name"),
     ("loss_study.baseline", "hinge", "loss_study.baseline"),
     ("loss_study.training.label_smoothing", 1.0, "loss_study.training.label_smoothing"),
+    ("architecture_study.baseline", "mlp-scratch", "architecture_study.baseline"),
+    ("architecture_study.finetune.corruptions", ["rain"], "architecture_study.finetune.corruptions"),
+    ("learning_rule_study.constraints", [[0, 1, 2]], "learning_rule_study.constraints[0]"),
+    ("learning_rule_study.methods", ["oja"], "learning_rule_study.methods[0]"),
 ]
 
 
@@ -144,3 +148,18 @@ def test_more_data_parallel_processes_than_gpus_is_rejected():
         validate_config(config, SCHEMA)
     _set(config, "loss_study.resources.gpu", 0)  # CPU data parallelism (gloo) needs no GPU
     assert validate_config(config, SCHEMA)["loss_study"]["training"]["devices"] == 2
+
+
+def test_timm_pretrained_model_without_weights_names_the_file_key(tmp_path):
+    config = default_config()
+    config["architecture_study"]["models"][0].update(
+        name="resnet18", pretrained_source="timm", pretrained_file=str(tmp_path / "resnet18.safetensors"))
+    with pytest.raises(ConfigError, match=r"architecture_study\.models\[0\]\.pretrained_file"):
+        validate_config(config, SCHEMA)
+
+
+def test_folder_task_without_folder_names_the_key(tmp_path):
+    config = _set(default_config(), "learning_rule_study.task.source", "folder")
+    _set(config, "learning_rule_study.task.root", str(tmp_path / "road"))
+    with pytest.raises(ConfigError, match=r"learning_rule_study\.task\.root"):
+        validate_config(config, SCHEMA)

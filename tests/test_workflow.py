@@ -37,6 +37,19 @@ TINY_CONFIG = {
         "noise_types": ["gaussian"],
         "noise_levels": [0.0, 0.3],
     },
+    "architecture_study": {
+        "seeds": [0],
+        "cifar10c": {"corruptions": ["gaussian_noise", "contrast"]},
+        "source_task": {"training": {"epochs": 1}},
+        "models": [
+            {"id": "cnn", "family": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8, 8]},
+             "training": {"scratch": {"epochs": 1}, "pretrained": {"epochs": 1}}},
+            {"id": "vit", "family": "vit", "name": "vit_micro",
+             "kwargs": {"patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2},
+             "training": {"scratch": {"epochs": 1}, "pretrained": {"epochs": 1}}},
+        ],
+        "finetune": {"corruptions": ["contrast"], "epochs": 1},
+    },
 }
 
 
@@ -79,6 +92,8 @@ def test_dry_run_of_default_config_plans_every_run(tmp_path):
     assert jobs["loss_train"] == runs and jobs["loss_evaluate"] == runs
     assert jobs["loss_figure"] == 4 and jobs["loss_aggregate"] == 1
     assert jobs["learning_rule_cell"] == 4 * 4 and jobs["learning_rule_figure"] == 5
+    assert jobs["architecture_train"] == 2 * 2 * 2 and jobs["architecture_pretrain"] == 2 * 2
+    assert jobs["architecture_prepare_cifar10c"] == 1 and jobs["architecture_figure"] == 5
 
 
 PAPER_DATA = {
@@ -87,15 +102,32 @@ PAPER_DATA = {
 }
 
 
+def paper_overrides(workdir: Path) -> dict:
+    """Fixture data for config/paper.yaml: CIFAR-10 in its real format, an image-folder task,
+    and stand-in files where the timm ImageNet weights would be."""
+    write_cifar10_fixture(workdir / "fixtures" / "cifar")
+    write_image_folder_fixture(workdir / "fixtures" / "road_images")
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    models = paper["architecture_study"]["models"]
+    for model in models:
+        weights = workdir / "fixtures" / f"{model['name']}.safetensors"
+        weights.write_bytes(b"stand-in: the dry run only checks presence")
+        model["pretrained_file"] = str(weights)
+    return {**PAPER_DATA, "architecture_study": {"models": models}}
+
+
 def test_dry_run_of_paper_config_against_fixture_data(tmp_path):
-    write_cifar10_fixture(tmp_path / "fixtures" / "cifar")
-    write_image_folder_fixture(tmp_path / "fixtures" / "road_images")
-    workdir = workdir_with(tmp_path, PAPER_DATA)
+    (tmp_path / "fixtures").mkdir()
+    workdir = workdir_with(tmp_path, paper_overrides(tmp_path))
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(REPO / "config" / "paper.yaml"),
                        str(workdir / "override.yaml"))
     jobs = planned_jobs(result)
     assert jobs["loss_train"] == 12 * 3  # 12 variants x 3 seeds in config/paper.yaml
     assert jobs["learning_rule_cell"] == 4 * 4  # methods x constraints
+    runs = 2 * 2 * 3  # models x {scratch, pretrained} x seeds
+    assert jobs["architecture_train"] == runs and jobs["architecture_evaluate"] == runs
+    assert jobs["architecture_finetune"] == runs * 19  # one job per corruption at paper scale
+    assert "architecture_pretrain" not in jobs  # timm ImageNet weights, not the offline stand-in
     # GPU resources are declared on the paper-scale training jobs.
     assert "gpu=1" in result.stdout
 
@@ -151,6 +183,18 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert (clipped["weight_min"] >= 0).all() and (clipped["weight_max"] <= 1).all()
     lr_claims = pd.read_csv(results / "tables" / "learning_rule_claims.csv")
     assert lr_claims["verdict"].notna().all() and (results / "tables" / "learning_rule_claims.md").exists()
+
+    for figure in ["training_curves", "severity_curves", "corruption_heatmap", "finetune_improvement",
+                   "clean_vs_corrupted"]:
+        assert (results / "figures" / f"architecture_{figure}.png").stat().st_size > 5000, figure
+    robustness = pd.read_csv(results / "tables" / "architecture_robustness.csv")
+    # 4 runs x (clean + 2 corruptions x 5 severities)
+    assert len(robustness) == 4 * (1 + 2 * 5)
+    arch_claims = pd.read_csv(results / "tables" / "architecture_claims.csv")
+    verdicts = set(arch_claims["verdict"])
+    assert verdicts <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
+    # Seed 002's CIFAR-10 numbers cannot be compared with a digits run, and the table says so.
+    assert "not comparable" in verdicts
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
                                               str(workdir / "override.yaml")).stdout + ""

@@ -124,6 +124,8 @@ def _check_semantics(config: dict) -> None:
                 f"sweep; variants: {', '.join(sorted(variants))}"
             )
         check_dataset_available(config, study["dataset"], "loss_study.dataset")
+    if config["architecture_study"]["enabled"]:
+        _check_architecture_study(config)
     task = config["learning_rule_study"]["task"]
     if config["learning_rule_study"]["enabled"] and task["source"] == "folder":
         if task["root"] is None or not Path(task["root"]).is_dir():
@@ -132,6 +134,25 @@ def _check_semantics(config: dict) -> None:
                 "exist; it must hold two class folders of images (root/<class_a>/*.png, "
                 "root/<class_b>/*.png), or set task.source to digits"
             )
+
+
+def _check_architecture_study(config: dict) -> None:
+    from robustflow.studies.architecture_study import architecture_runs, finetune_groups
+
+    study = config["architecture_study"]
+    for index, spec in enumerate(study["models"]):
+        key = f"architecture_study.models[{index}]"
+        check_model({"name": spec["name"], "pretrained": spec["pretrained_source"] == "timm",
+                     "pretrained_file": spec["pretrained_file"]}, key)
+    arms = set(architecture_runs(config)["arm"])
+    if study["baseline"] not in arms:
+        raise ConfigError(f"config key 'architecture_study.baseline': '{study['baseline']}' is not an arm; "
+                          f"arms: {', '.join(sorted(arms))}")
+    try:
+        finetune_groups(config)
+    except ValueError as error:
+        raise ConfigError(f"config key 'architecture_study.finetune.corruptions': {error}") from None
+    check_dataset_available(config, study["dataset"], "architecture_study.dataset")
 
 
 def check_dataset_available(config: dict, dataset: str, key: str) -> None:
@@ -235,3 +256,13 @@ def learning_rule_job_config(config: dict) -> dict:
     """What one learning-rule cell depends on (not the list of cells, not resources)."""
     study = config["learning_rule_study"]
     return {k: v for k, v in study.items() if k not in ("enabled", "methods", "constraints", "resources")}
+
+
+def architecture_job_config(config: dict) -> dict:
+    """What an architecture-study job depends on: its section, its dataset and the device."""
+    study = config["architecture_study"]
+    return {
+        "device": config["device"],
+        "datasets": {study["dataset"]: config["datasets"][study["dataset"]]},
+        "architecture_study": study,
+    }

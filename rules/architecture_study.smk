@@ -1,0 +1,166 @@
+ARCH_DIR = "results/architecture_study"
+ARCH_RUN_DIR = f"{ARCH_DIR}/runs/{{run}}"
+
+
+rule architecture_study:
+    input:
+        architecture_targets() if config["architecture_study"]["enabled"] else [],
+
+
+rule architecture_prepare_cifar10c:
+    output:
+        manifest=f"{ARCH_DIR}/cifar10c/manifest.json",
+    log:
+        "results/logs/architecture_study/prepare_cifar10c.log",
+    conda:
+        "../envs/robustflow.yaml"
+    threads: study_resources("architecture_study")["threads"]
+    resources:
+        mem_mb=study_resources("architecture_study")["mem_mb"],
+    params:
+        config=architecture_job_config(config),
+        root=lambda wildcards, output: os.path.dirname(output.manifest),
+    script:
+        "../scripts/architecture_prepare_cifar10c.py"
+
+
+rule architecture_pretrain:
+    output:
+        model=f"{ARCH_DIR}/pretrain/{{model}}-s{{seed}}.pt",
+        history=f"{ARCH_DIR}/pretrain/{{model}}-s{{seed}}_history.csv",
+    log:
+        "results/logs/architecture_study/pretrain/{model}-s{seed}.log",
+    conda:
+        "../envs/robustflow.yaml"
+    threads: study_resources("architecture_study")["threads"]
+    resources:
+        gpu=study_resources("architecture_study")["gpu"],
+        mem_mb=study_resources("architecture_study")["mem_mb"],
+        runtime=study_resources("architecture_study")["runtime"],
+    params:
+        config=architecture_job_config(config),
+        checkpoint_dir=f"{ARCH_DIR}/pretrain/{{model}}-s{{seed}}_checkpoints",
+    script:
+        "../scripts/architecture_pretrain.py"
+
+
+rule architecture_train:
+    input:
+        pretrained=architecture_pretrained_input,
+    output:
+        model=f"{ARCH_RUN_DIR}/model.pt",
+        history=f"{ARCH_RUN_DIR}/history.csv",
+        test=f"{ARCH_RUN_DIR}/test.csv",
+    log:
+        "results/logs/architecture_study/train/{run}.log",
+    conda:
+        "../envs/robustflow.yaml"
+    threads: study_resources("architecture_study")["threads"]
+    resources:
+        gpu=study_resources("architecture_study")["gpu"],
+        mem_mb=study_resources("architecture_study")["mem_mb"],
+        runtime=study_resources("architecture_study")["runtime"],
+    params:
+        config=architecture_job_config(config),
+        run=lambda wildcards: run_record(ARCH_RUNS, wildcards.run),
+        checkpoint_dir=f"{ARCH_RUN_DIR}/checkpoints",
+    script:
+        "../scripts/architecture_train.py"
+
+
+rule architecture_evaluate:
+    input:
+        model=rules.architecture_train.output.model,
+        manifest=rules.architecture_prepare_cifar10c.output.manifest,
+    output:
+        robustness=f"{ARCH_RUN_DIR}/robustness.csv",
+    log:
+        "results/logs/architecture_study/evaluate/{run}.log",
+    conda:
+        "../envs/robustflow.yaml"
+    threads: study_resources("architecture_study")["threads"]
+    resources:
+        gpu=study_resources("architecture_study")["gpu"],
+        mem_mb=study_resources("architecture_study")["mem_mb"],
+    params:
+        config=architecture_job_config(config),
+        run=lambda wildcards: run_record(ARCH_RUNS, wildcards.run),
+    script:
+        "../scripts/architecture_evaluate.py"
+
+
+rule architecture_finetune:
+    input:
+        model=rules.architecture_train.output.model,
+        manifest=rules.architecture_prepare_cifar10c.output.manifest,
+    output:
+        finetune=f"{ARCH_RUN_DIR}/finetune_{{group}}.csv",
+    log:
+        "results/logs/architecture_study/finetune/{run}_{group}.log",
+    conda:
+        "../envs/robustflow.yaml"
+    threads: study_resources("architecture_study")["threads"]
+    resources:
+        gpu=study_resources("architecture_study")["gpu"],
+        mem_mb=study_resources("architecture_study")["mem_mb"],
+        runtime=study_resources("architecture_study")["runtime"],
+    params:
+        config=architecture_job_config(config),
+        run=lambda wildcards: run_record(ARCH_RUNS, wildcards.run),
+        checkpoint_dir=f"{ARCH_RUN_DIR}/finetune_{{group}}_checkpoints",
+    script:
+        "../scripts/architecture_finetune.py"
+
+
+rule architecture_aggregate:
+    input:
+        history=expand(rules.architecture_train.output.history, run=ARCH_RUN_IDS),
+        test=expand(rules.architecture_train.output.test, run=ARCH_RUN_IDS),
+        robustness=expand(
+            rules.architecture_evaluate.output.robustness, run=ARCH_RUN_IDS
+        ),
+        finetune=expand(
+            rules.architecture_finetune.output.finetune,
+            run=ARCH_RUN_IDS,
+            group=ARCH_GROUPS,
+        ),
+    output:
+        history="results/tables/architecture_history.csv",
+        robustness="results/tables/architecture_robustness.csv",
+        finetune="results/tables/architecture_finetune.csv",
+        runs="results/tables/architecture_runs.csv",
+        corruption_errors="results/tables/architecture_corruption_errors.csv",
+        summary="results/tables/architecture_summary.csv",
+        claims="results/tables/architecture_claims.csv",
+    log:
+        "results/logs/architecture_study/aggregate.log",
+    conda:
+        "../envs/robustflow.yaml"
+    params:
+        config=architecture_job_config(config),
+    script:
+        "../scripts/architecture_aggregate.py"
+
+
+rule architecture_figure:
+    input:
+        history=rules.architecture_aggregate.output.history,
+        robustness=rules.architecture_aggregate.output.robustness,
+        finetune=rules.architecture_aggregate.output.finetune,
+        runs=rules.architecture_aggregate.output.runs,
+    output:
+        pdf="results/figures/architecture_{figure}.pdf",
+        png=report(
+            "results/figures/architecture_{figure}.png",
+            caption="../report/architecture_figure.rst",
+            category="Architecture study",
+            labels={"figure": "{figure}"},
+        ),
+    log:
+        "results/logs/architecture_study/figure/{figure}.log",
+    conda:
+        "../envs/robustflow.yaml"
+    params:
+        config=architecture_job_config(config),
+    script:
+        "../scripts/architecture_figure.py"

@@ -1,0 +1,22 @@
+"""Snakemake adapter: join the architecture-study runs, summarise, judge seed 002's claims."""
+
+import sys
+
+from robustflow.studies.architecture_study import aggregate
+
+with open(snakemake.log[0], "w") as log:
+    sys.stderr = log
+    aggregate(
+        snakemake.params.config,
+        snakemake.input.history,
+        snakemake.input.test,
+        snakemake.input.robustness,
+        snakemake.input.finetune,
+        out_history=snakemake.output.history,
+        out_robustness=snakemake.output.robustness,
+        out_finetune=snakemake.output.finetune,
+        out_runs=snakemake.output.runs,
+        out_corruption_errors=snakemake.output.corruption_errors,
+        out_summary=snakemake.output.summary,
+        out_claims=snakemake.output.claims,
+    )
