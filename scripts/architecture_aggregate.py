@@ -1,11 +1,9 @@
 """Snakemake adapter: join the architecture-study runs, summarise, judge seed 002's claims."""
 
-import sys
-
+from robustflow.io import log_to
 from robustflow.studies.architecture_study import aggregate
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     aggregate(
         snakemake.params.config,
         snakemake.input.history,

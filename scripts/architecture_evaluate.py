@@ -1,12 +1,10 @@
 """Snakemake adapter: Exp 2, evaluate one run on every corruption x severity."""
 
-import sys
-
 from robustflow.device import claim_gpu_slot, configure_threads
+from robustflow.io import log_to
 from robustflow.studies.architecture_study import evaluate_corruptions
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     claim_gpu_slot(snakemake.resources.gpu)
     configure_threads(snakemake.threads)
     evaluate_corruptions(

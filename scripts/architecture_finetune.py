@@ -1,12 +1,10 @@
 """Snakemake adapter: Exp 3, fine-tune one run on a group of CIFAR-10-C corruptions."""
 
-import sys
-
 from robustflow.device import claim_gpu_slot, configure_threads
+from robustflow.io import log_to
 from robustflow.studies.architecture_study import finetune_corruptions
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     claim_gpu_slot(snakemake.resources.gpu)
     configure_threads(snakemake.threads)
     finetune_corruptions(

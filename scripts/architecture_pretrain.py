@@ -1,12 +1,10 @@
 """Snakemake adapter: pretrain one model on the disjoint source task (offline pretrained arm)."""
 
-import sys
-
 from robustflow.device import claim_gpu_slot, configure_threads
+from robustflow.io import log_to
 from robustflow.studies.architecture_study import pretrain_source
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     claim_gpu_slot(snakemake.resources.gpu)  # before anything touches CUDA
     configure_threads(snakemake.threads)
     pretrain_source(

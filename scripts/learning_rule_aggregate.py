@@ -1,11 +1,9 @@
 """Snakemake adapter: join the learning-rule cells, summarise over seeds, judge the claims."""
 
-import sys
-
+from robustflow.io import log_to
 from robustflow.studies.learning_rule_study import aggregate, task_description
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     label, comparable = task_description(snakemake.params.task)
     aggregate(
         snakemake.input.metrics,

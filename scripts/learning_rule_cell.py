@@ -1,12 +1,10 @@
 """Snakemake adapter: train and evaluate one method x constraint cell over all seeds."""
 
-import sys
-
 from robustflow.device import configure_threads
+from robustflow.io import log_to
 from robustflow.studies.learning_rule_study import run_cell
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     configure_threads(snakemake.threads)
     run_cell(
         snakemake.params.study,

@@ -1,15 +1,13 @@
 """Snakemake adapter: draw one learning-rule figure."""
 
-import sys
-
 import numpy as np
 import pandas as pd
 
+from robustflow.io import log_to
 from robustflow.plots.learning_rule import FIGURES
 from robustflow.plots.style import save_figure
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     tables = {name: pd.read_csv(snakemake.input[name]) for name in ("metrics", "noise", "sweep")}
     tables["weights"] = {
         cell: np.load(path) for cell, path in zip(snakemake.params.cells, snakemake.input.weights)

@@ -1,11 +1,9 @@
 """Snakemake adapter: join per-run tables, summarise over seeds, judge the claims."""
 
-import sys
-
+from robustflow.io import log_to
 from robustflow.studies.loss_study import aggregate
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
+with log_to(snakemake.log[0]):
     aggregate(
         snakemake.input.history,
         snakemake.input.noise,

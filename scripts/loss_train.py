@@ -1,12 +1,10 @@
 """Snakemake adapter: train one loss-study run."""
 
-import sys
-
 from robustflow.device import claim_gpu_slot, configure_threads
+from robustflow.io import log_to
 from robustflow.studies.loss_study import train_run
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log  # tqdm and warnings go to the rule's log
+with log_to(snakemake.log[0]):
     claim_gpu_slot(snakemake.resources.gpu)  # before anything touches CUDA
     configure_threads(snakemake.threads)
     train_run(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -41,3 +43,21 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
 def write_json(obj, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def log_to(path: str | Path) -> Iterator[None]:
+    """Send stderr (progress bars, warnings) to `path`; a failure's traceback lands there too.
+
+    Restores stderr before the exception propagates, so the caller still reports it.
+    """
+    previous = sys.stderr
+    with open(path, "w") as log:
+        sys.stderr = log
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc(file=log)
+            raise
+        finally:
+            sys.stderr = previous
