@@ -1,0 +1,138 @@
+"""Figures of the background study; bars show the mean over seeds and a 95% t-interval."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from robustflow.data.backgrounds import VARIATIONS
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style
+from robustflow.saliency import overlay_image
+from robustflow.stats import t_interval
+from robustflow.studies.background_study import GAP_COLUMNS, GAP_LABELS
+
+
+def _legend_outside(fig: plt.Figure, ax: plt.Axes, title: str) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    for axis in fig.axes:
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
+def _variation_bars(accuracy: pd.DataFrame, value: str, ylabel: str) -> plt.Figure:
+    apply_style()
+    models = list(dict.fromkeys(accuracy["model"]))
+    order = [v for v in VARIATIONS if v in set(accuracy["variation"])]
+    fig, axes = plt.subplots(len(models), 1, figsize=(FULL_WIDTH_IN, 2.2 * len(models)), squeeze=False,
+                             sharex=True, constrained_layout=True)
+    for ax, model in zip(axes[:, 0], models):
+        sns.barplot(data=accuracy[accuracy["model"] == model], x="variation", y=value, hue="label", order=order,
+                    errorbar=t_interval, ax=ax, err_kws={"linewidth": 0.8}, capsize=0.1)
+        ax.set(title=model, xlabel="", ylabel=ylabel)
+    axes[-1, 0].set_xlabel("test variation")
+    axes[-1, 0].tick_params(axis="x", rotation=30)
+    _legend_outside(fig, axes[0, 0], "training")
+    return fig
+
+
+def accuracy_per_variation(accuracy: pd.DataFrame) -> plt.Figure:
+    """Test top-1 on every variation, one panel per model, one bar per training method."""
+    return _variation_bars(accuracy, "top1", "test top-1 (fraction)")
+
+
+def foreground_share_per_variation(accuracy: pd.DataFrame) -> plt.Figure:
+    """Fraction of gradient-saliency mass inside the foreground mask, per variation and method."""
+    return _variation_bars(accuracy, "fg_share", "saliency inside foreground (fraction)")
+
+
+def gap_per_method(gaps: pd.DataFrame) -> plt.Figure:
+    """Both background gaps per training method and model (bars: mean, whiskers: 95% t-interval)."""
+    apply_style()
+    fig, axes = plt.subplots(1, len(GAP_COLUMNS), figsize=(FULL_WIDTH_IN, 2.6), sharey=True, constrained_layout=True)
+    for ax, column in zip(axes, GAP_COLUMNS):
+        sns.barplot(data=gaps, x="label", y=column, hue="model", errorbar=t_interval, ax=ax,
+                    err_kws={"linewidth": 0.8}, capsize=0.1)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set(title=GAP_LABELS[column], xlabel="training method", ylabel="top-1 gap (fraction)")
+        ax.tick_params(axis="x", rotation=30)
+    _legend_outside(fig, axes[0], "model")
+    return fig
+
+
+def _hide_ticks(ax: plt.Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.transpose(image, (1, 2, 0))
+
+
+def saliency_grid(samples: dict | Sequence[dict], variation: str = "mixed_rand", rows: int = 6) -> plt.Figure:
+    """Sample test images of ``variation`` and the saliency of each run on them (red = salient).
+
+    ``samples`` are dicts from `background_study.load_samples` of `evaluate_model`'s .npz,
+    one per run (e.g. standard vs paired); the mask outline marks the foreground.
+    """
+    runs = [samples] if isinstance(samples, dict) else list(samples)
+    first = runs[0]
+    v = list(first["variations"]).index(variation)
+    n = min(rows, len(first["labels"]))
+    apply_style()
+    fig, axes = plt.subplots(n, 1 + len(runs), figsize=(1.2 * (1 + len(runs)), 1.25 * n), squeeze=False,
+                             constrained_layout=True)
+    for r in range(n):
+        axes[r, 0].imshow(_rgb(first["images"][v, r]))
+        axes[r, 0].set_ylabel(f"y={first['classes'][first['labels'][r]]}", fontsize=7)
+        for c, run in enumerate(runs, start=1):
+            overlay = overlay_image(torch.from_numpy(run["images"][v, r]), torch.from_numpy(run["saliency"][v, r]))
+            axes[r, c].imshow(overlay)
+            if run["masks"].size:
+                axes[r, c].contour(run["masks"][r], levels=[0.5], colors="white", linewidths=0.5)
+            axes[r, c].set_title(f"pred {run['classes'][run['predictions'][v, r]]}", fontsize=6)
+        for ax in axes[r]:
+            _hide_ticks(ax)
+    axes[0, 0].set_title(variation, fontsize=7)
+    for c, run in enumerate(runs, start=1):
+        axes[0, c].set_title(f"{run['label']}\npred {run['classes'][run['predictions'][v, 0]]}", fontsize=6)
+    return fig
+
+
+def influence_grid(samples: dict, rows: int = 4) -> plt.Figure:
+    """Misclassified mixed_rand test images and their strongest TracIn proponents among training images."""
+    apply_style()
+    n = min(rows, len(samples["test_labels"]))
+    k = samples["proponent_scores"].shape[1] if n else 0
+    fig, axes = plt.subplots(max(n, 1), 1 + k, figsize=(1.2 * (1 + max(k, 1)), 1.3 * max(n, 1)), squeeze=False,
+                             constrained_layout=True)
+    classes = samples["classes"]
+    if n == 0:
+        axes[0, 0].text(0.5, 0.5, "no misclassified\nmixed_rand images", ha="center", va="center", fontsize=7)
+        _hide_ticks(axes[0, 0])
+    for r in range(n):
+        axes[r, 0].imshow(_rgb(samples["test_images"][r]))
+        axes[r, 0].set_title(f"y={classes[samples['test_labels'][r]]} "
+                             f"pred={classes[samples['test_predictions'][r]]}", fontsize=6)
+        for c in range(k):
+            axes[r, c + 1].imshow(_rgb(samples["proponent_images"][r, c]))
+            axes[r, c + 1].set_title(f"y={classes[samples['proponent_labels'][r, c]]} "
+                                     f"{samples['proponent_scores'][r, c]:.2g}", fontsize=6)
+        for ax in axes[r]:
+            _hide_ticks(ax)
+    fig.suptitle(f"{samples['label']}: test image, then top TracIn proponents (label, score)", fontsize=7)
+    return fig
+
+
+FIGURES = {
+    "accuracy_per_variation": lambda tables, config: accuracy_per_variation(tables["accuracy"]),
+    "gap_per_method": lambda tables, config: gap_per_method(tables["gaps"]),
+    "foreground_share": lambda tables, config: foreground_share_per_variation(tables["accuracy"]),
+    "saliency_grid": lambda tables, config: saliency_grid(tables["saliency"]),
+    "influence_grid": lambda tables, config: influence_grid(tables["influence"]),
+}

@@ -1,0 +1,137 @@
+"""The background study's DAG steps on a tiny config: the tables they write and every figure."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from robustflow.plots.background import FIGURES
+from robustflow.plots.style import save_figure
+from robustflow.studies import background_study as study
+from robustflow.studies.background_study import GAP_COLUMNS
+
+
+def tiny_config() -> dict:
+    return {
+        "device": "cpu",
+        "background_study": {
+            "source": "generated",
+            "generated": {"seed": 0, "n_classes": 3, "correlation": 0.9, "image_size": 16, "digit_size": 10},
+            "models": {"cnn": {"name": "small_cnn", "kwargs": {"features": [4, 8]}},
+                       "vit": {"name": "vit_micro", "kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2}}},
+            "methods": ["standard", "mixed_rand", "paired"],
+            "reg_coeffs": [0.0, 1.0],
+            "pair_mode": "noise",
+            "seeds": [0, 1],
+            "training": {"epochs": 2, "batch_size": 64, "lr": 0.005, "eval_batch_size": 256},
+            "saliency_samples": 4,
+            "influence": {"n_test": 3, "top_k": 2},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def study_outputs(tmp_path_factory):
+    torch.set_num_threads(1)
+    cfg = tiny_config()
+    out = tmp_path_factory.mktemp("background")
+    set_path = out / "set.pt"
+    study.generate_set(cfg, set_path)
+    runs = [r for r in study.study_runs(cfg) if r["model"] == "cnn" or r["method"] == "standard"]
+    paths = {"accuracy": [], "history": [], "influence": []}
+    for run in runs:
+        spec = cfg["background_study"]["models"][run["model"]]
+        folder = out / run["run"]
+        study.train_model(cfg, spec, run["method"], run["reg_coeff"], run["pair_mode"], run["seed"], set_path,
+                          folder / "model.pt", folder / "history.csv", folder / "checkpoints")
+        study.evaluate_model(cfg, spec, run, set_path, folder / "model.pt", folder / "accuracy.csv",
+                             folder / "saliency.npz")
+        study.influence_for_model(cfg, spec, run, set_path, folder / "model.pt", folder / "checkpoints",
+                                  folder / "influence.csv", folder / "influence.npz")
+        for kind in paths:
+            paths[kind].append(folder / f"{kind}.csv")
+    names = ["accuracy", "history", "influence", "gaps", "summary", "gap_summary", "claims"]
+    outputs = {name: out / "agg" / f"{name}.csv" for name in names}
+    study.aggregate(paths["accuracy"], paths["history"], paths["influence"], *outputs.values(), cfg)
+    return cfg, out, runs, {name: pd.read_csv(path) for name, path in outputs.items()}
+
+
+def test_study_runs_enumerate_the_sweep():
+    runs = study.study_runs(tiny_config())
+    assert len(runs) == 2 * (1 + 1 + 2) * 2
+    labels = {r["label"] for r in runs}
+    assert labels == {"standard", "mixed_rand", "paired_reg0", "paired_reg1"}
+    assert len({r["run"] for r in runs}) == len(runs)
+
+
+def test_training_writes_one_snapshot_per_epoch(study_outputs):
+    _, out, runs, _ = study_outputs
+    for run in runs:
+        snapshots = sorted((out / run["run"] / "checkpoints").glob("epoch_*.pt"))
+        assert [p.name for p in snapshots] == ["epoch_001.pt", "epoch_002.pt"]
+
+
+def test_accuracy_table_has_every_variation_of_every_run(study_outputs):
+    _, _, runs, tables = study_outputs
+    accuracy = tables["accuracy"]
+    assert len(accuracy) == len(runs) * 8
+    assert accuracy.groupby("run")["variation"].nunique().eq(8).all()
+    assert accuracy["top1"].between(0, 1).all() and (accuracy["top5"] >= accuracy["top1"]).all()
+    assert accuracy["fg_share"].between(0, 1).all()
+
+
+def test_gaps_are_the_stated_differences(study_outputs):
+    _, _, runs, tables = study_outputs
+    accuracy, gaps = tables["accuracy"], tables["gaps"]
+    assert len(gaps) == len(runs)
+    for _, row in gaps.iterrows():
+        top1 = accuracy[accuracy["run"] == row["run"]].set_index("variation")["top1"]
+        for column, (high, low) in GAP_COLUMNS.items():
+            assert row[column] == pytest.approx(top1[high] - top1[low])
+    summary = tables["gap_summary"]
+    assert set(summary["label"]) == {"standard", "mixed_rand", "paired_reg0", "paired_reg1"}
+    assert (summary["n"] == 2).all()
+
+
+def test_claims_table(study_outputs):
+    _, _, _, tables = study_outputs
+    claims = tables["claims"].set_index("claim_id")
+    # seed 002's ImageNet numbers are never comparable with the embedded set
+    seed_002 = claims[claims.index.str.startswith("seed002_")]
+    assert len(seed_002) == 6 and (seed_002["verdict"] == "not comparable").all()
+    assert seed_002["reason"].str.contains("embedded default").all()
+    # directional claims are judged on the runs the sweep has
+    assert claims.loc["cnn_mixed_rand_training_shrinks_bg_gap", "verdict"] in ("reproduced", "not reproduced")
+    assert claims.loc["cnn_mixed_rand_training_shrinks_bg_gap", "n"] == 2
+    assert claims.loc["vit_paired_shrinks_seed002_gap", "verdict"] == "not comparable"  # no paired vit runs
+    assert claims.loc["cnn_gap_exceeds_vit", "n"] == 2
+
+
+def test_influence_table(study_outputs):
+    cfg, _, runs, tables = study_outputs
+    influence = tables["influence"]
+    assert set(influence["kind"]) <= {"proponent", "opponent"}
+    assert (influence["test_label"] != influence["test_prediction"]).all()  # misclassified images only
+    per_image = influence.groupby(["run", "test_index", "kind"]).size()
+    assert (per_image == 2).all()
+    proponents = influence[influence["kind"] == "proponent"].sort_values(["run", "test_index", "rank"])
+    assert proponents.groupby(["run", "test_index"])["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+
+
+def test_every_figure_renders(study_outputs, tmp_path):
+    cfg, out, runs, tables = study_outputs
+    first = runs[0]["run"]
+    tables = {**tables,
+              "saliency": [study.load_samples(out / r / "saliency.npz") for r in (first, runs[-1]["run"])],
+              "influence": study.load_samples(out / first / "influence.npz")}
+    for name, make in FIGURES.items():
+        save_figure(make(tables, cfg), tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_unknown_source_is_an_error(tmp_path):
+    cfg = tiny_config()
+    cfg["background_study"]["source"] = "imagenet"
+    with pytest.raises(ValueError, match="background_study.source"):
+        study.generate_set(cfg, tmp_path / "set.pt")
