@@ -7,17 +7,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside
 from robustflow.stats import t_interval
 from robustflow.studies.architecture_study import CLEAN
-
-
-def _legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "arm") -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    for axis in fig.axes:
-        if axis.get_legend() is not None:
-            axis.get_legend().remove()
-    fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
@@ -33,7 +25,7 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
         sns.lineplot(data=long, x="epoch", y=column, hue="arm", style="split", errorbar=t_interval, ax=ax)
         ax.set(xlabel="epoch", ylabel=label)
     axes[1].set_yscale("log")
-    _legend_outside(fig, axes[0], title="arm / split")
+    legend_outside(fig, axes[0], title="arm / split")
     return fig
 
 
@@ -52,7 +44,7 @@ def severity_curves(robustness: pd.DataFrame) -> plt.Figure:
                  markersize=4, ax=ax)
     ax.set(xlabel="corruption severity (0 = clean test set)", ylabel="top-1 accuracy (fraction)",
            xticks=sorted(curves["severity"].unique()))
-    _legend_outside(fig, ax)
+    legend_outside(fig, ax, title="arm")
     return fig
 
 
@@ -88,7 +80,7 @@ def finetune_improvement(finetune: pd.DataFrame) -> plt.Figure:
                   markers="_", linestyles="none", ax=axes[1])
     axes[1].axhline(0, color="grey", linewidth=0.8)
     axes[1].set(xlabel="arm", ylabel="top-1 gain from fine-tuning (fraction)")
-    _legend_outside(fig, axes[1], title="corruption")
+    legend_outside(fig, axes[1], title="corruption")
     for ax in axes:
         ax.tick_params(axis="x", rotation=30)
     return fig
@@ -102,7 +94,7 @@ def clean_vs_corrupted(runs: pd.DataFrame) -> plt.Figure:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="no robustness loss")
     ax.set(xlabel="clean test top-1 (fraction)", ylabel="mean corrupted top-1 (fraction)", xlim=(0, 1.02),
            ylim=(0, 1.02))
-    _legend_outside(fig, ax)
+    legend_outside(fig, ax, title="arm")
     return fig
 
 

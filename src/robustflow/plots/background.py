@@ -11,18 +11,10 @@ import seaborn as sns
 import torch
 
 from robustflow.data.backgrounds import VARIATIONS
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside
 from robustflow.saliency import overlay_image
 from robustflow.stats import t_interval
 from robustflow.studies.background_study import GAP_COLUMNS, GAP_LABELS
-
-
-def _legend_outside(fig: plt.Figure, ax: plt.Axes, title: str) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    for axis in fig.axes:
-        if axis.get_legend() is not None:
-            axis.get_legend().remove()
-    fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 def _variation_bars(accuracy: pd.DataFrame, value: str, ylabel: str) -> plt.Figure:
@@ -37,7 +29,7 @@ def _variation_bars(accuracy: pd.DataFrame, value: str, ylabel: str) -> plt.Figu
         ax.set(title=model, xlabel="", ylabel=ylabel)
     axes[-1, 0].set_xlabel("test variation")
     axes[-1, 0].tick_params(axis="x", rotation=30)
-    _legend_outside(fig, axes[0, 0], "training")
+    legend_outside(fig, axes[0, 0], "training")
     return fig
 
 
@@ -61,7 +53,7 @@ def gap_per_method(gaps: pd.DataFrame) -> plt.Figure:
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set(title=GAP_LABELS[column], xlabel="training method", ylabel="top-1 gap (fraction)")
         ax.tick_params(axis="x", rotation=30)
-    _legend_outside(fig, axes[0], "model")
+    legend_outside(fig, axes[0], "model")
     return fig
 
 

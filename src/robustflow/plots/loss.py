@@ -6,17 +6,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style
+from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, legend_outside
 from robustflow.stats import t_interval
 from robustflow.studies.loss_study import reported_rows
-
-def _legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "variant") -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    for axis in fig.axes:
-        if axis.get_legend() is not None:
-            axis.get_legend().remove()
-    fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
     """Loss, validation top-1 and validation margin SNR against epoch."""
@@ -31,7 +23,7 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
         sns.lineplot(data=history, x="epoch", y=column, hue="variant", errorbar=t_interval, ax=ax)
         ax.set(xlabel="epoch", ylabel=label)
     axes[0].set_yscale("log")
-    _legend_outside(fig, axes[0])
+    legend_outside(fig, axes[0])
     return fig
 
 
@@ -52,7 +44,7 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
             ax.set(xlabel=NOISE_LABELS[noise_type] if row == 1 else "", ylabel=label if column == 0 else "")
             if row == 0:
                 ax.set_title(noise_type.replace("_", " "))
-    _legend_outside(fig, axes[0, 0])
+    legend_outside(fig, axes[0, 0])
     return fig
 
 

@@ -29,6 +29,15 @@ def apply_style() -> None:
     plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "legend.fontsize": 7})
 
 
+def legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "variant") -> None:
+    """One legend for the whole figure, right of the panels (taken from `ax`)."""
+    handles, labels = ax.get_legend_handles_labels()
+    for axis in fig.axes:
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
 def save_figure(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:
     for path in (pdf_path, png_path):
         with atomic_path(path) as tmp:
