@@ -30,7 +30,7 @@ try:
     import imagecorruptions.corruptions as _reference
 except ModuleNotFoundError as error:  # pragma: no cover - depends on the environment
     raise ModuleNotFoundError(
-        "robustflow.corruptions.reference needs imagecorruptions-imaug: pip install 'robustflow[corruptions]'"
+        "robustflow.corruptions.reference needs imagecorruptions-imaug: pip install imagecorruptions-imaug (a robustflow dependency)"
     ) from error
 
 from .blur import zoom_factors

@@ -91,7 +91,7 @@ def frost_textures() -> tuple[np.ndarray, ...]:
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
             "frost needs the textures shipped with imagecorruptions-imaug: "
-            "pip install 'robustflow[corruptions]'"
+            "pip install imagecorruptions-imaug (a robustflow dependency)"
         ) from error
     textures = []
     for name in FROST_TEXTURES:
