@@ -49,10 +49,11 @@ class DatasetIntegrityError(RuntimeError):
 
 def _expected_files() -> list[tuple[str, str]]:
     """(file name, md5) of every file the loader reads, in reading order."""
+    spec = _torchvision_spec()
     return [
-        (_torchvision_spec().meta["filename"], _torchvision_spec().meta["md5"]),
-        *((name, md5) for name, md5 in _torchvision_spec().train_list),
-        *((name, md5) for name, md5 in _torchvision_spec().test_list),
+        (spec.meta["filename"], spec.meta["md5"]),
+        *((name, md5) for name, md5 in spec.train_list),
+        *((name, md5) for name, md5 in spec.test_list),
     ]
 
 
@@ -95,7 +96,8 @@ def load_cifar10(
     The test split is the official test batch in its original order.
     """
     root = Path(root)
-    folder = root / _torchvision_spec().base_folder
+    spec = _torchvision_spec()
+    folder = root / spec.base_folder
     how = _how_to_get(root)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"CIFAR-10 folder not found: {folder}. {how}")
@@ -115,10 +117,10 @@ def load_cifar10(
             )
 
     classes = tuple(
-        name.decode() for name in _read_pickle(folder / _torchvision_spec().meta["filename"])[_torchvision_spec().meta["key"].encode()]
+        name.decode() for name in _read_pickle(folder / spec.meta["filename"])[spec.meta["key"].encode()]
     )
-    images, labels = _read_batches(folder, [name for name, _ in _torchvision_spec().train_list])
-    test_x, test_y = _read_batches(folder, [name for name, _ in _torchvision_spec().test_list])
+    images, labels = _read_batches(folder, [name for name, _ in spec.train_list])
+    test_x, test_y = _read_batches(folder, [name for name, _ in spec.test_list])
     train, val = (torch.from_numpy(part) for part in stratified_split(labels.numpy(), (val_fraction,), split_seed))
     train_x = images[train]
     mean, std = channel_stats(train_x)
