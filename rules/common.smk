@@ -3,6 +3,7 @@ import os
 from robustflow.config import (
     ConfigError,
     architecture_job_config,
+    background_job_config,
     learning_rule_cells,
     learning_rule_job_config,
     load_schema,
@@ -12,6 +13,7 @@ from robustflow.config import (
     validate_config,
 )
 from robustflow.plots.architecture import FIGURES as ARCH_FIGURES
+from robustflow.plots.background import FIGURES as BG_FIGURES
 from robustflow.plots.learning_rule import FIGURES as LR_FIGURES
 from robustflow.plots.loss import FIGURES as LOSS_FIGURES
 from robustflow.studies.architecture_study import (
@@ -19,6 +21,8 @@ from robustflow.studies.architecture_study import (
     finetune_groups,
     model_spec,
 )
+from robustflow.studies.background_study import model_specs as background_model_specs
+from robustflow.studies.background_study import study_runs as background_study_runs
 from robustflow.studies.learning_rule_study import cell_id, parse_constraint_id
 
 # Validate (and fill defaults) before the DAG is built: a bad config never starts a job.
@@ -41,6 +45,18 @@ ARCH_RUNS = architecture_runs(config)
 ARCH_ENABLED = config["architecture_study"]["enabled"]
 ARCH_RUN_IDS = list(ARCH_RUNS.index) if ARCH_ENABLED else []
 ARCH_GROUPS = list(finetune_groups(config)) if ARCH_ENABLED else []
+
+BG_STUDY = config["background_study"]
+BG_ENABLED = BG_STUDY["enabled"]
+BG_MODELS = background_model_specs(config)
+BG_RUNS = (
+    {run["run"]: run for run in background_study_runs(config)} if BG_ENABLED else {}
+)
+BG_INFLUENCE_RUNS = [
+    run_id
+    for run_id, run in BG_RUNS.items()
+    if run["seed"] in BG_STUDY["influence"]["seeds"]
+]
 
 
 wildcard_constraints:
@@ -88,6 +104,54 @@ def architecture_targets():
     ]
 
 
+def background_targets():
+    return (
+        expand(
+            "results/figures/background_{figure}.{ext}",
+            figure=BG_FIGURES,
+            ext=["pdf", "png"],
+        )
+        + expand(
+            "results/figures/background_{grid}_{model}.{ext}",
+            grid=["saliency_grid", "influence_grid"],
+            model=BG_MODELS,
+            ext=["pdf", "png"],
+        )
+        + [
+            "results/tables/background_summary.csv",
+            "results/tables/background_gap_summary.csv",
+            "results/tables/background_claims.csv",
+        ]
+    )
+
+
+def background_model_spec(run_id):
+    return BG_MODELS[BG_RUNS[run_id]["model"]]
+
+
+def background_saliency_runs(model):
+    """Every training method of ``model`` at the first seed, side by side in one grid."""
+    first_seed = BG_STUDY["seeds"][0]
+    return [
+        run_id
+        for run_id, run in BG_RUNS.items()
+        if run["model"] == model and run["seed"] == first_seed
+    ]
+
+
+def background_influence_run(model):
+    """The run whose TracIn proponents are drawn: standard training if swept (it is the one
+    expected to lean on backgrounds), else the first method."""
+    seed = BG_STUDY["influence"]["seeds"][0]
+    runs = [
+        run_id
+        for run_id in BG_INFLUENCE_RUNS
+        if BG_RUNS[run_id]["model"] == model and BG_RUNS[run_id]["seed"] == seed
+    ]
+    standard = [run_id for run_id in runs if BG_RUNS[run_id]["method"] == "standard"]
+    return (standard or runs)[:1]
+
+
 def architecture_pretrained_input(wildcards):
     """Pretrained arms whose weights come from the pipeline's own source-task pretraining."""
     run = ARCH_RUNS.loc[wildcards.run]
@@ -105,4 +169,6 @@ def all_targets():
         targets += learning_rule_targets()
     if ARCH_ENABLED:
         targets += architecture_targets()
+    if BG_ENABLED:
+        targets += background_targets()
     return targets

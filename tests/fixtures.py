@@ -69,3 +69,32 @@ def write_image_folder_fixture(root: str | Path, classes=("no_road", "road"), n_
             pixels = rng.integers(0, 128, (size, size)) + 127 * label
             Image.fromarray(pixels.astype(np.uint8), mode="L").save(folder / f"{index:03d}.png")
     return root
+
+
+def write_bg_challenge_fixture(root: str | Path, variations=None, classes=("00_dog", "01_bird"),
+                               per_class: int = 3, size: int = 12) -> Path:
+    """The backgrounds challenge's release layout: <variation>/val/<NN_class>/ images (plus
+    original/train) of flat colours, and fg_mask/val/<NN_class>/<image>.npy masks whose top half
+    is foreground."""
+    from PIL import Image
+
+    from robustflow.data.backgrounds import VARIATIONS
+
+    root = Path(root)
+    for variation in variations or VARIATIONS:
+        for split in (["train", "val"] if variation == "original" else ["val"]):
+            for c, folder in enumerate(classes):
+                path = root / variation / split / folder
+                path.mkdir(parents=True)
+                for i in range(per_class):
+                    pixels = np.full((size, size + 4, 3), 40 * c + 10 * i, dtype=np.uint8)
+                    name = f"n0{c}_{i}.JPEG" if split == "val" else f"t{c}_{i}.png"
+                    Image.fromarray(pixels).save(path / name)
+    for c, folder in enumerate(classes):
+        path = root / "fg_mask" / "val" / folder
+        path.mkdir(parents=True)
+        for i in range(per_class):
+            mask = np.zeros((size, size + 4), dtype=np.uint8)
+            mask[: size // 2] = 1
+            np.save(path / f"n0{c}_{i}.npy", mask)
+    return root

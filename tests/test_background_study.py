@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustflow.plots.background import FIGURES
+from robustflow.plots.background import FIGURES, influence_grid, saliency_grid
 from robustflow.plots.style import save_figure
 from robustflow.studies import background_study as study
 from robustflow.studies.background_study import GAP_COLUMNS
@@ -18,8 +18,8 @@ def tiny_config() -> dict:
         "background_study": {
             "source": "generated",
             "generated": {"seed": 0, "n_classes": 3, "correlation": 0.9, "image_size": 16, "digit_size": 10},
-            "models": {"cnn": {"name": "small_cnn", "kwargs": {"features": [4, 8]}},
-                       "vit": {"name": "vit_micro", "kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2}}},
+            "models": [{"id": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8]}},
+                       {"id": "vit", "name": "vit_micro", "kwargs": {"embed_dim": 16, "depth": 1, "num_heads": 2}}],
             "methods": ["standard", "mixed_rand", "paired"],
             "reg_coeffs": [0.0, 1.0],
             "pair_mode": "noise",
@@ -41,7 +41,7 @@ def study_outputs(tmp_path_factory):
     runs = [r for r in study.study_runs(cfg) if r["model"] == "cnn" or r["method"] == "standard"]
     paths = {"accuracy": [], "history": [], "influence": []}
     for run in runs:
-        spec = cfg["background_study"]["models"][run["model"]]
+        spec = study.model_specs(cfg)[run["model"]]
         folder = out / run["run"]
         study.train_model(cfg, spec, run["method"], run["reg_coeff"], run["pair_mode"], run["seed"], set_path,
                           folder / "model.pt", folder / "history.csv", folder / "checkpoints")
@@ -122,11 +122,12 @@ def test_influence_table(study_outputs):
 def test_every_figure_renders(study_outputs, tmp_path):
     cfg, out, runs, tables = study_outputs
     first = runs[0]["run"]
-    tables = {**tables,
-              "saliency": [study.load_samples(out / r / "saliency.npz") for r in (first, runs[-1]["run"])],
-              "influence": study.load_samples(out / first / "influence.npz")}
-    for name, make in FIGURES.items():
-        save_figure(make(tables, cfg), tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
+    figures = {name: make(tables, cfg) for name, make in FIGURES.items()}
+    figures["saliency_grid"] = saliency_grid([study.load_samples(out / r / "saliency.npz")
+                                              for r in (first, runs[-1]["run"])])
+    figures["influence_grid"] = influence_grid(study.load_samples(out / first / "influence.npz"))
+    for name, figure in figures.items():
+        save_figure(figure, tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from robustflow.data import DatasetNotFoundError
 from robustflow.data.backgrounds import (
@@ -19,6 +17,7 @@ from robustflow.data.backgrounds import (
     save_backgrounds_set,
     striped_textures,
 )
+from tests.fixtures import write_bg_challenge_fixture
 
 
 @pytest.fixture(scope="module")
@@ -133,29 +132,8 @@ def test_bad_arguments():
 
 # ----------------------------------------------------------------------------- the real layout
 
-CLASSES = ("00_dog", "01_bird")
-
-
-def _write_release(root, variations=VARIATIONS, per_class=3, size=12):
-    for variation in variations:
-        for split in (["train", "val"] if variation == "original" else ["val"]):
-            for c, folder in enumerate(CLASSES):
-                path = root / variation / split / folder
-                path.mkdir(parents=True)
-                for i in range(per_class):
-                    pixels = np.full((size, size + 4, 3), 40 * c + 10 * i, dtype=np.uint8)
-                    Image.fromarray(pixels).save(path / f"n0{c}_{i}.JPEG" if split == "val" else path / f"t{c}_{i}.png")
-    for c, folder in enumerate(CLASSES):
-        path = root / "fg_mask" / "val" / folder
-        path.mkdir(parents=True)
-        for i in range(per_class):
-            mask = np.zeros((size, size + 4), dtype=np.uint8)
-            mask[: size // 2] = 1  # top half is foreground
-            np.save(path / f"n0{c}_{i}.npy", mask)
-
-
 def test_bg_challenge_loader_reads_the_release_layout(tmp_path):
-    _write_release(tmp_path)
+    write_bg_challenge_fixture(tmp_path)
     data = load_bg_challenge(tmp_path, image_size=8, val_fraction=0.34)
     assert data.classes == ("dog", "bird")
     assert set(data.test) == set(VARIATIONS)
@@ -172,7 +150,7 @@ def test_bg_challenge_loader_reads_the_release_layout(tmp_path):
 def test_bg_challenge_loader_errors_name_the_path(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="MadryLab/backgrounds_challenge"):
         load_bg_challenge(tmp_path / "nowhere")
-    _write_release(tmp_path, variations=("original", "only_fg"))
+    write_bg_challenge_fixture(tmp_path, variations=("original", "only_fg"))
     with pytest.raises(DatasetNotFoundError, match="only_bg_b"):
         load_bg_challenge(tmp_path, image_size=8, val_fraction=0.34)
     (tmp_path / "fg_mask" / "val" / "01_bird" / "n01_2.npy").unlink()

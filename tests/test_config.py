@@ -8,13 +8,14 @@ import yaml
 
 from robustflow.config import (
     ConfigError,
+    background_job_config,
     load_schema,
     loss_job_config,
     loss_study_runs,
     run_record,
     validate_config,
 )
-from tests.fixtures import write_cifar10_fixture
+from tests.fixtures import write_bg_challenge_fixture, write_cifar10_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
@@ -73,6 +74,15 @@ BAD_CONFIGS = [
     ("architecture_study.finetune.corruptions", ["rain"], "architecture_study.finetune.corruptions"),
     ("learning_rule_study.constraints", [[0, 1, 2]], "learning_rule_study.constraints[0]"),
     ("learning_rule_study.methods", ["oja"], "learning_rule_study.methods[0]"),
+    ("background_study.methods", ["standard", "cutout"], "background_study.methods[1]"),
+    ("background_study.reg_coeffs", [0, -1], "background_study.reg_coeffs[1]"),
+    ("background_study.pair_mode", "blur", "background_study.pair_mode"),
+    ("background_study.models.0.name", "lenet", "background_study.models[0].name"),
+    ("background_study.models.1.id", "Big-Net", "background_study.models[1].id"),
+    ("background_study.models.1.id", "cnn", "model ids must be unique"),
+    ("background_study.training.ema_decay", 0.9, "did you mean"),
+    ("background_study.influence.seeds", [7], "background_study.influence.seeds"),
+    ("background_study.generated.correlation", 1.5, "background_study.generated.correlation"),
 ]
 
 
@@ -163,3 +173,31 @@ def test_folder_task_without_folder_names_the_key(tmp_path):
     _set(config, "learning_rule_study.task.root", str(tmp_path / "road"))
     with pytest.raises(ConfigError, match=r"learning_rule_study\.task\.root"):
         validate_config(config, SCHEMA)
+
+
+def test_bg_challenge_source_without_the_release_names_the_key(tmp_path):
+    config = _set(default_config(), "background_study.source", "bg_challenge")
+    _set(config, "background_study.bg_challenge.root", str(tmp_path / "bg_challenge"))
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    message = str(error.value)
+    assert "background_study.bg_challenge.root" in message and str(tmp_path / "bg_challenge") in message
+    assert "MadryLab/backgrounds_challenge" in message
+    write_bg_challenge_fixture(tmp_path / "bg_challenge")
+    assert validate_config(config, SCHEMA)["background_study"]["source"] == "bg_challenge"
+
+
+def test_background_models_get_model_defaults():
+    config = _set(default_config(), "background_study.models", [{"id": "tiny", "name": "small_cnn"}])
+    model = validate_config(config, SCHEMA)["background_study"]["models"][0]
+    assert model == {"id": "tiny", "name": "small_cnn", "kwargs": {}, "pretrained": False, "pretrained_file": None}
+
+
+def test_background_job_config_excludes_the_run_grid():
+    config = validate_config(default_config(), SCHEMA)
+    wider = copy.deepcopy(config)
+    wider["background_study"]["seeds"] = [0, 1, 2, 3]
+    wider["background_study"]["reg_coeffs"] = [0, 1, 10, 100]
+    assert background_job_config(config) == background_job_config(wider)
+    wider["background_study"]["training"]["epochs"] = 1
+    assert background_job_config(config) != background_job_config(wider)

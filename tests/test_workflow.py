@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.fixtures import write_cifar10_fixture, write_image_folder_fixture
+from tests.fixtures import write_bg_challenge_fixture, write_cifar10_fixture, write_image_folder_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
@@ -49,6 +49,18 @@ TINY_CONFIG = {
              "training": {"scratch": {"epochs": 1}, "pretrained": {"epochs": 1}}},
         ],
         "finetune": {"corruptions": ["contrast"], "epochs": 1},
+    },
+    "background_study": {
+        "generated": {"n_classes": 3, "image_size": 16, "digit_size": 10},
+        "models": [{"id": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8]}},
+                   {"id": "vit", "name": "vit_micro",
+                    "kwargs": {"patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2}}],
+        "methods": ["standard", "paired"],
+        "reg_coeffs": [1],
+        "seeds": [0, 1],
+        "training": {"epochs": 2},
+        "saliency_samples": 3,
+        "influence": {"n_test": 2, "top_k": 2},
     },
 }
 
@@ -94,6 +106,11 @@ def test_dry_run_of_default_config_plans_every_run(tmp_path):
     assert jobs["learning_rule_cell"] == 4 * 4 and jobs["learning_rule_figure"] == 5
     assert jobs["architecture_train"] == 2 * 2 * 2 and jobs["architecture_pretrain"] == 2 * 2
     assert jobs["architecture_prepare_cifar10c"] == 1 and jobs["architecture_figure"] == 5
+    runs = 2 * 5 * 3  # models x (standard, mixed_rand, paired x 3 reg_coeffs) x seeds
+    assert jobs["background_train"] == runs and jobs["background_evaluate"] == runs
+    assert jobs["background_influence"] == 2 * 5  # influence on seed 0 only
+    assert jobs["background_generate_set"] == 1 and jobs["background_figure"] == 3
+    assert jobs["background_saliency_grid"] == 2 and jobs["background_influence_grid"] == 2
 
 
 PAPER_DATA = {
@@ -104,16 +121,25 @@ PAPER_DATA = {
 
 def paper_overrides(workdir: Path) -> dict:
     """Fixture data for config/paper.yaml: CIFAR-10 in its real format, an image-folder task,
-    and stand-in files where the timm ImageNet weights would be."""
+    the backgrounds challenge's layout, and stand-in files where the timm ImageNet weights would be."""
     write_cifar10_fixture(workdir / "fixtures" / "cifar")
     write_image_folder_fixture(workdir / "fixtures" / "road_images")
+    write_bg_challenge_fixture(workdir / "fixtures" / "bg_challenge")
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+
+    def stand_in_weights(model_name: str) -> str:
+        weights = workdir / "fixtures" / f"{model_name}.safetensors"
+        weights.write_bytes(b"stand-in: the dry run only checks presence")
+        return str(weights)
+
     models = paper["architecture_study"]["models"]
     for model in models:
-        weights = workdir / "fixtures" / f"{model['name']}.safetensors"
-        weights.write_bytes(b"stand-in: the dry run only checks presence")
-        model["pretrained_file"] = str(weights)
-    return {**PAPER_DATA, "architecture_study": {"models": models}}
+        model["pretrained_file"] = stand_in_weights(model["name"])
+    background_models = paper["background_study"]["models"]
+    for model in background_models:
+        model["pretrained_file"] = stand_in_weights(model["name"])
+    return {**PAPER_DATA, "architecture_study": {"models": models},
+            "background_study": {"bg_challenge": {"root": "fixtures/bg_challenge"}, "models": background_models}}
 
 
 def test_dry_run_of_paper_config_against_fixture_data(tmp_path):
@@ -128,6 +154,7 @@ def test_dry_run_of_paper_config_against_fixture_data(tmp_path):
     assert jobs["architecture_train"] == runs and jobs["architecture_evaluate"] == runs
     assert jobs["architecture_finetune"] == runs * 19  # one job per corruption at paper scale
     assert "architecture_pretrain" not in jobs  # timm ImageNet weights, not the offline stand-in
+    assert jobs["background_train"] == 2 * 5 * 3  # models x methods (paired x 3 reg_coeffs) x seeds
     # GPU resources are declared on the paper-scale training jobs.
     assert "gpu=1" in result.stdout
 
@@ -195,6 +222,17 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert verdicts <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
     # Seed 002's CIFAR-10 numbers cannot be compared with a digits run, and the table says so.
     assert "not comparable" in verdicts
+    for figure in ["accuracy_per_variation", "gap_per_method", "foreground_share", "saliency_grid_cnn",
+                   "saliency_grid_vit", "influence_grid_cnn", "influence_grid_vit"]:
+        assert (results / "figures" / f"background_{figure}.png").stat().st_size > 5000, figure
+    accuracy = pd.read_csv(results / "tables" / "background_accuracy.csv")
+    assert len(accuracy) == 2 * 2 * 2 * 9  # models x methods x seeds x variations
+    gaps = pd.read_csv(results / "tables" / "background_gaps.csv")
+    assert len(gaps) == 2 * 2 * 2
+    assert (gaps["gap_original_minus_mixed_rand"] == gaps["original"] - gaps["mixed_rand"]).all()
+    bg_claims = pd.read_csv(results / "tables" / "background_claims.csv")
+    assert set(bg_claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
+    assert len(list((results / "logs" / "background_study" / "train").glob("*.log"))) == 8
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
                                               str(workdir / "override.yaml")).stdout + ""

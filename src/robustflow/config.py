@@ -126,6 +126,8 @@ def _check_semantics(config: dict) -> None:
         check_dataset_available(config, study["dataset"], "loss_study.dataset")
     if config["architecture_study"]["enabled"]:
         _check_architecture_study(config)
+    if config["background_study"]["enabled"]:
+        _check_background_study(config)
     task = config["learning_rule_study"]["task"]
     if config["learning_rule_study"]["enabled"] and task["source"] == "folder":
         if task["root"] is None or not Path(task["root"]).is_dir():
@@ -153,6 +155,29 @@ def _check_architecture_study(config: dict) -> None:
     except ValueError as error:
         raise ConfigError(f"config key 'architecture_study.finetune.corruptions': {error}") from None
     check_dataset_available(config, study["dataset"], "architecture_study.dataset")
+
+
+def _check_background_study(config: dict) -> None:
+    study = config["background_study"]
+    ids = [model["id"] for model in study["models"]]
+    if len(set(ids)) < len(ids):
+        raise ConfigError(f"config key 'background_study.models': model ids must be unique, got {ids}")
+    for index, model in enumerate(study["models"]):
+        check_model(model, f"background_study.models[{index}]")
+    unknown_seeds = sorted(set(study["influence"]["seeds"]) - set(study["seeds"]))
+    if unknown_seeds:
+        raise ConfigError(f"config key 'background_study.influence.seeds': {unknown_seeds} not in "
+                          f"background_study.seeds {study['seeds']}")
+    if study["source"] == "bg_challenge":
+        from robustflow.data.backgrounds import HOW_TO_GET
+
+        root = Path(study["bg_challenge"]["root"])
+        for needed in (root / "original" / "train", root / "original" / "val"):
+            if not needed.is_dir():
+                raise ConfigError(
+                    f"config key 'background_study.bg_challenge.root': {needed} does not exist "
+                    f"(root = {root}). {HOW_TO_GET} Or set background_study.source to generated."
+                )
 
 
 def check_dataset_available(config: dict, dataset: str, key: str) -> None:
@@ -266,3 +291,10 @@ def architecture_job_config(config: dict) -> dict:
         "datasets": {study["dataset"]: config["datasets"][study["dataset"]]},
         "architecture_study": study,
     }
+
+
+def background_job_config(config: dict) -> dict:
+    """What one background-study run depends on: its section less the run grid, and the device."""
+    grid = ("enabled", "models", "methods", "reg_coeffs", "seeds", "resources")
+    study = config["background_study"]
+    return {"device": config["device"], "background_study": {k: v for k, v in study.items() if k not in grid}}

@@ -72,6 +72,16 @@ class ImageSplits:
                 f"mean and std need one value per channel ({channels}), got {len(self.mean)} and {len(self.std)}"
             )
 
+    @classmethod
+    def from_indices(cls, images: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
+                     test_x: torch.Tensor, test_y: torch.Tensor, classes: Sequence[str]) -> ImageSplits:
+        """Train and val splits of ``images``/``labels`` at the given indices, plus a test set;
+        the normalisation statistics come from the train split only."""
+        train_x = images[train_idx]
+        mean, std = channel_stats(train_x)
+        return cls(train_x=train_x, train_y=labels[train_idx], val_x=images[val_idx], val_y=labels[val_idx],
+                   test_x=test_x, test_y=test_y, classes=tuple(classes), mean=mean, std=std)
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)

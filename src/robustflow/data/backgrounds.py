@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustflow.data import ImageSplits, channel_stats, stratified_split
+from robustflow.data import ImageSplits, stratified_split
 from robustflow.data.cifar10 import DatasetNotFoundError
 from robustflow.io import atomic_torch_save
 
@@ -295,10 +295,8 @@ def generate_backgrounds_set(
     mixed_rand = torch.where(masks, pixels, striped_textures(random_classes, n_classes, image_size, generator))
 
     def splits(images: torch.Tensor) -> ImageSplits:
-        mean, std = channel_stats(images[train_idx])
-        return ImageSplits(train_x=images[train_idx], train_y=labels[train_idx], val_x=images[val_idx],
-                           val_y=labels[val_idx], test_x=images[test_idx], test_y=labels[test_idx],
-                           classes=tuple(str(c) for c in range(n_classes)), mean=mean, std=std)
+        return ImageSplits.from_indices(images, labels, train_idx, val_idx, images[test_idx], labels[test_idx],
+                                        [str(c) for c in range(n_classes)])
 
     test_labels = labels[test_idx]
     background_classes = {
@@ -384,10 +382,7 @@ def _read_masks(image_paths: list[Path], mask_root: Path, image_size: int) -> to
 def _split_training(images: torch.Tensor, labels: torch.Tensor, classes: list[str], test_x: torch.Tensor,
                     test_y: torch.Tensor, val_fraction: float, split_seed: int) -> tuple[ImageSplits, np.ndarray]:
     train_idx, val_idx = stratified_split(labels.numpy(), (val_fraction,), split_seed)
-    mean, std = channel_stats(images[train_idx])
-    return ImageSplits(train_x=images[train_idx], train_y=labels[train_idx], val_x=images[val_idx],
-                       val_y=labels[val_idx], test_x=test_x, test_y=test_y, classes=tuple(classes),
-                       mean=mean, std=std), train_idx
+    return ImageSplits.from_indices(images, labels, train_idx, val_idx, test_x, test_y, classes), train_idx
 
 
 def load_bg_challenge(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustflow.data import ImageSplits, channel_stats, stratified_split
+from robustflow.data import ImageSplits, stratified_split
 
 CIFAR10_IMAGE_SHAPE = (3, 32, 32)  # each row: 1024 R, then 1024 G, then 1024 B values, row-major
 
@@ -122,16 +122,4 @@ def load_cifar10(
     images, labels = _read_batches(folder, [name for name, _ in spec.train_list])
     test_x, test_y = _read_batches(folder, [name for name, _ in spec.test_list])
     train, val = (torch.from_numpy(part) for part in stratified_split(labels.numpy(), (val_fraction,), split_seed))
-    train_x = images[train]
-    mean, std = channel_stats(train_x)
-    return ImageSplits(
-        train_x=train_x,
-        train_y=labels[train],
-        val_x=images[val],
-        val_y=labels[val],
-        test_x=test_x,
-        test_y=test_y,
-        classes=classes,
-        mean=mean,
-        std=std,
-    )
+    return ImageSplits.from_indices(images, labels, train, val, test_x, test_y, classes)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits as sklearn_load_digits
 
-from robustflow.data import ImageSplits, channel_stats, stratified_split
+from robustflow.data import ImageSplits, stratified_split
 
 DIGITS_MAX_VALUE = 16  # sklearn's digits hold counts 0..16 per 8x8 cell
 
@@ -33,16 +33,5 @@ def load_digits(
     train, val, test = (
         torch.from_numpy(part) for part in stratified_split(bunch.target, (val_fraction, test_fraction), split_seed)
     )
-    train_x = images[train]
-    mean, std = channel_stats(train_x)
-    return ImageSplits(
-        train_x=train_x,
-        train_y=labels[train],
-        val_x=images[val],
-        val_y=labels[val],
-        test_x=images[test],
-        test_y=labels[test],
-        classes=tuple(str(name) for name in bunch.target_names),
-        mean=mean,
-        std=std,
-    )
+    classes = [str(name) for name in bunch.target_names]
+    return ImageSplits.from_indices(images, labels, train, val, images[test], labels[test], classes)

@@ -125,6 +125,4 @@ FIGURES = {
     "accuracy_per_variation": lambda tables, config: accuracy_per_variation(tables["accuracy"]),
     "gap_per_method": lambda tables, config: gap_per_method(tables["gaps"]),
     "foreground_share": lambda tables, config: foreground_share_per_variation(tables["accuracy"]),
-    "saliency_grid": lambda tables, config: saliency_grid(tables["saliency"]),
-    "influence_grid": lambda tables, config: influence_grid(tables["influence"]),
 }

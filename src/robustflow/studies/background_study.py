@@ -63,6 +63,11 @@ def _study(cfg: dict) -> dict:
     return cfg["background_study"]
 
 
+def model_specs(cfg: dict) -> dict[str, dict]:
+    """Model id -> {name, kwargs, pretrained, pretrained_file}, in config order."""
+    return {spec["id"]: {k: v for k, v in spec.items() if k != "id"} for spec in _study(cfg)["models"]}
+
+
 def run_label(method: str, reg_coeff: float | None) -> str:
     """The name a training method goes by in tables and figures (paired runs carry their reg_coeff)."""
     if method not in METHODS:
@@ -74,7 +79,7 @@ def study_runs(cfg: dict) -> list[dict]:
     """Every (model, method, reg_coeff, seed) run of the config, with its run id and label."""
     study = _study(cfg)
     runs = []
-    for model in study["models"]:
+    for model in model_specs(cfg):
         for method in study["methods"]:
             for reg_coeff in (study["reg_coeffs"] if method == "paired" else [None]):
                 for seed in study["seeds"]:
@@ -350,7 +355,7 @@ def _seed_002_model_key(cfg: dict, arch: str) -> tuple[str | None, str]:
     if study["source"] != "bg_challenge":
         return None, (f"embedded default ({study['source']} set: digits on synthetic textures, small models), "
                       "not ImageNet-9 with pretrained ImageNet models")
-    for key, spec in study["models"].items():
+    for key, spec in model_specs(cfg).items():
         if spec["name"] == arch and spec.get("pretrained", False):
             if study["training"].get("epochs") != SEED_002_EPOCHS:
                 return None, f"seed 002 fine-tunes {SEED_002_EPOCHS} epochs, this config {study['training'].get('epochs')}"
@@ -380,7 +385,8 @@ def background_claims(gaps: pd.DataFrame, accuracy: pd.DataFrame, cfg: dict) -> 
                           f"{column} (standard training)", claimed, "value", rel_tol=0.05)
             rows.append(judge(claim, measured[metric], comparable=key is not None, reason=reason))
 
-    models = list(_study(cfg)["models"])
+    specs = model_specs(cfg)
+    models = list(specs)
     paired = sorted((label for label in labels if label.startswith("paired_reg")),
                     key=lambda label: float(label.removeprefix("paired_reg")))
     strongest = paired[-1] if paired and float(paired[-1].removeprefix("paired_reg")) > 0 else None
@@ -407,8 +413,8 @@ def background_claims(gaps: pd.DataFrame, accuracy: pd.DataFrame, cfg: dict) -> 
                 continue
             rows.append(judge(claim, _difference(gaps, model, base, model, treated, column), comparable=True))
 
-    cnn = [m for m in models if not _study(cfg)["models"][m]["name"].startswith("vit")]
-    vit = [m for m in models if _study(cfg)["models"][m]["name"].startswith("vit")]
+    cnn = [m for m in models if not specs[m]["name"].startswith("vit")]
+    vit = [m for m in models if specs[m]["name"].startswith("vit")]
     claim = Claim("cnn_gap_exceeds_vit", SEED_002, "hypothesis 3: a CNN depends more on backgrounds than a ViT "
                   "(ResNet-50 gap 16.54 > ViT-S 14.37)", "gap_original_minus_mixed_rand: CNN - ViT, standard, per seed",
                   0.0, "at_least")
