@@ -71,6 +71,13 @@ def test_at_least_needs_the_whole_interval_above_the_claim():
     assert "does not lie entirely at or above" in row["reason"]
 
 
+def test_above_is_strict_so_no_effect_is_not_an_effect():
+    assert judge(_claim("above", 0.0), [0.03, 0.02, 0.04], comparable=True)["verdict"] == "reproduced"
+    row = judge(_claim("above", 0.0), [0.0, 0.0, 0.0], comparable=True)
+    assert row["ci_low"] == 0.0 and row["verdict"] == "not reproduced"
+    assert judge(_claim("at_least", 0.0), [0.0, 0.0, 0.0], comparable=True)["verdict"] == "reproduced"
+
+
 def test_at_most_needs_the_whole_interval_below_the_claim():
     measured = [0.10, 0.12, 0.11]
     assert judge(_claim("at_most", 0.2), measured, comparable=True)["verdict"] == "reproduced"

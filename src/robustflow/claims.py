@@ -15,6 +15,9 @@ A ``Claim`` is one number a source states; ``judge`` compares it with repeated m
      is narrow. Relative changes are fractions (-0.104 means -10.4%).
    - ``"at_least"``: ``"reproduced"`` when ``lo >= claimed`` (the whole interval is on the
      claimed side), else ``"not reproduced"``; ``"at_most"``: when ``hi <= claimed``.
+   - ``"above"``: ``"reproduced"`` when ``lo > claimed``, strictly: the kind for "X raises /
+     shrinks / beats Y" claims on paired differences, where differences that are all exactly
+     0 (a zero-width interval at 0) show no effect and must not count as one.
 
 ``rel_tol`` is 0.25 unless the claim sets its own (accuracies use a tighter one, since 25% of
 an accuracy is the difference between a perfect and a poor classifier).
@@ -30,7 +33,7 @@ import pandas as pd
 
 from robustflow.stats import mean_ci
 
-KINDS = ("value", "ratio", "relative_change", "at_least", "at_most")
+KINDS = ("value", "ratio", "relative_change", "at_least", "at_most", "above")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable")
 COLUMNS = (
     "claim_id",
@@ -112,6 +115,11 @@ def judge(
         verdict = "reproduced" if ok else "not reproduced"
         side = "lies" if ok else "does not lie entirely"
         explanation = f"{interval} {side} at or above claimed {_fmt(claimed)}"
+    elif claim.kind == "above":
+        ok = lo > claimed
+        verdict = "reproduced" if ok else "not reproduced"
+        side = "lies" if ok else "does not lie entirely"
+        explanation = f"{interval} {side} strictly above {_fmt(claimed)}"
     elif claim.kind == "at_most":
         ok = hi <= claimed
         verdict = "reproduced" if ok else "not reproduced"

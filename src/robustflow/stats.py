@@ -11,7 +11,6 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -26,6 +25,8 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
     mean = float(sample.mean())
     if n == 1:
         return mean, math.nan, math.nan
+    from scipy import stats  # imported here: it costs ~1 s, and only aggregation jobs need it
+
     half_width = stats.t.ppf((1.0 + confidence) / 2.0, n - 1) * sample.std(ddof=1) / math.sqrt(n)
     return mean, float(mean - half_width), float(mean + half_width)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 __all__ = [
     "DATASETS",
@@ -119,6 +118,8 @@ def stratified_split(
     ``fractions`` are the sizes of the trailing parts (e.g. ``(val, test)``); the first part
     gets the rest. Each part's indices are sorted, so a split keeps the source order.
     """
+    from sklearn.model_selection import train_test_split  # here: sklearn costs ~1 s to import
+
     labels = np.asarray(labels)
     if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1:
         raise ValueError(f"split fractions must each lie in (0, 1) and sum to less than 1, got {tuple(fractions)}")

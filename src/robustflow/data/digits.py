@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits as sklearn_load_digits
 
 from robustflow.data import ImageSplits, stratified_split
 
@@ -24,6 +23,8 @@ def load_digits(
     """
     if image_size < 1:
         raise ValueError(f"image_size must be a positive integer, got {image_size}")
+    from sklearn.datasets import load_digits as sklearn_load_digits  # here: sklearn costs ~1 s to import
+
     bunch = sklearn_load_digits()
     small = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / DIGITS_MAX_VALUE
     large = F.interpolate(small, size=(image_size, image_size), mode="bilinear", align_corners=False)

@@ -523,23 +523,23 @@ def _corruption_means(robustness: pd.DataFrame) -> pd.DataFrame:
 DIRECTIONAL_CLAIMS = {
     "pretraining_raises_clean_accuracy": Claim(
         "pretraining_raises_clean_accuracy", _SEED_002, "pretraining raises clean test accuracy",
-        "clean top-1 pretrained - scratch, per (model, seed)", 0.0, "at_least"),
+        "clean top-1 pretrained - scratch, per (model, seed)", 0.0, "above"),
     "pretraining_raises_corrupted_accuracy": Claim(
         "pretraining_raises_corrupted_accuracy", _SEED_002,
         "pretraining raises CIFAR-10-C accuracy (hypothesis 1)",
-        "mean top-1 over severities, pretrained - scratch, per (model, seed, corruption)", 0.0, "at_least"),
+        "mean top-1 over severities, pretrained - scratch, per (model, seed, corruption)", 0.0, "above"),
     "vit_more_robust_than_cnn": Claim(
         "vit_more_robust_than_cnn", _SEED_002,
         "the transformer is more robust than the CNN at equal initialisation (hypothesis 1)",
-        "mean top-1 over severities, vit - cnn, per (init, seed, corruption)", 0.0, "at_least"),
+        "mean top-1 over severities, vit - cnn, per (init, seed, corruption)", 0.0, "above"),
     "vit_pt_most_robust": Claim(
         "vit_pt_most_robust", _SEED_002, "the pretrained ViT is the most robust arm",
         "mean top-1 over severities, vit-pt - best other arm (by mean CIFAR-10-C top-1), per (seed, corruption)",
-        0.0, "at_least"),
+        0.0, "above"),
     "finetuning_raises_corrupted_accuracy": Claim(
         "finetuning_raises_corrupted_accuracy", _SEED_002,
         "fine-tuning on CIFAR-10-C raises corrupted accuracy (hypothesis 2)",
-        "test top-1 after - before fine-tuning, mean over severities, per (run, corruption)", 0.0, "at_least"),
+        "test top-1 after - before fine-tuning, mean over severities, per (run, corruption)", 0.0, "above"),
 }
 
 

@@ -406,7 +406,7 @@ def background_claims(gaps: pd.DataFrame, accuracy: pd.DataFrame, cfg: dict) -> 
         model_labels = set(gaps.loc[gaps["model"] == model, "label"])
         for claim_id, source, statement, column, base, treated in directional:
             claim = Claim(f"{model}_{claim_id}", source, f"{model}: {statement}",
-                          f"{column}: {base} - {treated} per seed", 0.0, "at_least")
+                          f"{column}: {base} - {treated} per seed", 0.0, "above")
             if base not in model_labels or treated is None or treated not in model_labels:
                 rows.append(judge(claim, [], comparable=False, reason=f"not in this config's sweep "
                                   f"(needs runs {base} and {treated or 'paired with reg_coeff > 0'})"))
@@ -417,7 +417,7 @@ def background_claims(gaps: pd.DataFrame, accuracy: pd.DataFrame, cfg: dict) -> 
     vit = [m for m in models if specs[m]["name"].startswith("vit")]
     claim = Claim("cnn_gap_exceeds_vit", SEED_002, "hypothesis 3: a CNN depends more on backgrounds than a ViT "
                   "(ResNet-50 gap 16.54 > ViT-S 14.37)", "gap_original_minus_mixed_rand: CNN - ViT, standard, per seed",
-                  0.0, "at_least")
+                  0.0, "above")
     if cnn and vit and "standard" in labels:
         rows.append(judge(claim, _difference(gaps, cnn[0], "standard", vit[0], "standard",
                                              "gap_original_minus_mixed_rand"), comparable=True,
