@@ -18,7 +18,7 @@ rule background_generate_set:
     resources:
         mem_mb=study_resources("background_study")["mem_mb"],
     params:
-        config=background_job_config(config),
+        config=background_job_config(config, dataset_only=True),
     script:
         "../scripts/background_generate_set.py"
 

@@ -201,3 +201,5 @@ def test_background_job_config_excludes_the_run_grid():
     assert background_job_config(config) == background_job_config(wider)
     wider["background_study"]["training"]["epochs"] = 1
     assert background_job_config(config) != background_job_config(wider)
+    # Retraining never regenerates the image set.
+    assert background_job_config(config, dataset_only=True) == background_job_config(wider, dataset_only=True)

@@ -106,9 +106,9 @@ def test_dry_run_of_default_config_plans_every_run(tmp_path):
     assert jobs["learning_rule_cell"] == 4 * 4 and jobs["learning_rule_figure"] == 5
     assert jobs["architecture_train"] == 2 * 2 * 2 and jobs["architecture_pretrain"] == 2 * 2
     assert jobs["architecture_prepare_cifar10c"] == 1 and jobs["architecture_figure"] == 5
-    runs = 2 * 5 * 3  # models x (standard, mixed_rand, paired x 3 reg_coeffs) x seeds
+    runs = 2 * 4 * 3  # models x (standard, mixed_rand, paired x 2 reg_coeffs) x seeds
     assert jobs["background_train"] == runs and jobs["background_evaluate"] == runs
-    assert jobs["background_influence"] == 2 * 5  # influence on seed 0 only
+    assert jobs["background_influence"] == 2 * 4  # influence on seed 0 only
     assert jobs["background_generate_set"] == 1 and jobs["background_figure"] == 3
     assert jobs["background_saliency_grid"] == 2 and jobs["background_influence_grid"] == 2
 

@@ -293,8 +293,14 @@ def architecture_job_config(config: dict) -> dict:
     }
 
 
-def background_job_config(config: dict) -> dict:
-    """What one background-study run depends on: its section less the run grid, and the device."""
-    grid = ("enabled", "models", "methods", "reg_coeffs", "seeds", "resources")
+def background_job_config(config: dict, *, dataset_only: bool = False) -> dict:
+    """What one background-study run depends on: its section less the run grid, and the device.
+
+    ``dataset_only``: just what builds the image set, so retraining never regenerates it.
+    """
     study = config["background_study"]
+    if dataset_only:
+        keep = ("source", "generated", "bg_challenge")
+        return {"background_study": {k: study[k] for k in keep}}
+    grid = ("enabled", "models", "methods", "reg_coeffs", "seeds", "resources")
     return {"device": config["device"], "background_study": {k: v for k, v in study.items() if k not in grid}}
