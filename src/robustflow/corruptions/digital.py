@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from ._ops import apply_separable_matrices, pil_box_resize_matrix
 from .params import SaturateParams
@@ -67,6 +66,8 @@ def jpeg_compression(x: torch.Tensor, quality: float, generator: torch.Generator
     moved back to the images' device.
     """
     as_uint8 = (x * 255.0).round().clamp(0, 255).to("cpu", torch.uint8)
+    from torchvision.io import decode_jpeg, encode_jpeg  # here: torchvision takes ~2 s to import
+
     encoded = encode_jpeg(list(as_uint8.unbind(0)), quality=int(quality))
     decoded = torch.stack(decode_jpeg(encoded))
     return decoded.to(device=x.device, dtype=x.dtype) / 255.0
