@@ -74,7 +74,7 @@ rule learning_rule_figure:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=config,
+        config=learning_rule_job_config(config),
         cells=[cell_id(m, parse_constraint_id(c)) for m, c in zip(*LR_CELLS.values())],
     script:
         "../scripts/learning_rule_figure.py"

@@ -64,7 +64,7 @@ rule loss_aggregate:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=config,
+        config={"loss_study": config["loss_study"]},
     script:
         "../scripts/loss_aggregate.py"
 
@@ -87,6 +87,6 @@ rule loss_figure:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=config,
+        config={"loss_study": config["loss_study"]},
     script:
         "../scripts/loss_figure.py"

@@ -226,7 +226,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
                    "saliency_grid_vit", "influence_grid_cnn", "influence_grid_vit"]:
         assert (results / "figures" / f"background_{figure}.png").stat().st_size > 5000, figure
     accuracy = pd.read_csv(results / "tables" / "background_accuracy.csv")
-    assert len(accuracy) == 2 * 2 * 2 * 9  # models x methods x seeds x variations
+    assert len(accuracy) == 2 * 2 * 2 * 8  # models x methods x seeds x test variations (fg_mask is masks)
     gaps = pd.read_csv(results / "tables" / "background_gaps.csv")
     assert len(gaps) == 2 * 2 * 2
     assert (gaps["gap_original_minus_mixed_rand"] == gaps["original"] - gaps["mixed_rand"]).all()
