@@ -86,9 +86,11 @@ def test_gaps_are_the_stated_differences(study_outputs):
     accuracy, gaps = tables["accuracy"], tables["gaps"]
     assert len(gaps) == len(runs)
     for _, row in gaps.iterrows():
-        top1 = accuracy[accuracy["run"] == row["run"]].set_index("variation")["top1"]
+        per_variation = accuracy[accuracy["run"] == row["run"]].set_index("variation")
+        top1, top5 = per_variation["top1"], per_variation["top5"]
         for column, (high, low) in GAP_COLUMNS.items():
             assert row[column] == pytest.approx(top1[high] - top1[low])
+            assert row[f"{column}_top5"] == pytest.approx(top5[high] - top5[low])
     summary = tables["gap_summary"]
     assert set(summary["label"]) == {"standard", "mixed_rand", "paired_reg0", "paired_reg1"}
     assert (summary["n"] == 2).all()

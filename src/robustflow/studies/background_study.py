@@ -297,14 +297,24 @@ def influence_for_model(cfg: dict, model_spec: dict, run: dict, set_path: str | 
 # ----------------------------------------------------------------------------- aggregation
 
 
+def gap_columns() -> list[str]:
+    """Both gaps in top-1 (named as in `GAP_COLUMNS`) and in top-5 (the same names + ``_top5``)."""
+    return [*GAP_COLUMNS, *(f"{column}_top5" for column in GAP_COLUMNS)]
+
+
 def run_gaps(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with top-1 per variation and both background gaps (fractions)."""
+    """One row per run: top-1 per variation (a column per variation) and both background gaps,
+    in top-1 and in top-5 (fractions)."""
     # Pivot on the run id alone: the other run columns hold NaN (reg_coeff of non-paired runs).
-    wide = accuracy.pivot_table(index="run", columns="variation", values="top1").reset_index()
+    top1 = accuracy.pivot_table(index="run", columns="variation", values="top1")
+    top5 = accuracy.pivot_table(index="run", columns="variation", values="top5")
+    wide = top1.reset_index()
     wide.columns.name = None
     wide = accuracy[RUN_COLUMNS].drop_duplicates("run").merge(wide, on="run")
     for column, (high, low) in GAP_COLUMNS.items():
-        wide[column] = wide[high] - wide[low] if {high, low} <= set(wide.columns) else math.nan
+        for table, name in ((top1, column), (top5, f"{column}_top5")):
+            present = {high, low} <= set(table.columns)
+            wide[name] = (table[high] - table[low]).reindex(wide["run"]).to_numpy() if present else math.nan
     return wide
 
 
@@ -322,8 +332,9 @@ def aggregate(accuracy_paths, history_paths, influence_paths, accuracy_out, hist
     write_csv(gaps, gaps_out)
     write_csv(summarise(accuracy, by=["model", "label", "variation"], values=["top1", "top5", "fg_share"]),
               summary_out)
-    gap_summary = summarise(gaps, by=["model", "label"], values=list(GAP_COLUMNS))
-    gap_summary.insert(2, "gap_definitions", "; ".join(f"{k} = {v}" for k, v in GAP_LABELS.items()))
+    gap_summary = summarise(gaps, by=["model", "label"], values=gap_columns())
+    definitions = "; ".join(f"{k} = {v}" for k, v in GAP_LABELS.items())
+    gap_summary.insert(2, "gap_definitions", f"{definitions} (top-1; *_top5: the same in top-5)")
     write_csv(gap_summary, gap_summary_out)
     write_csv(background_claims(gaps, accuracy, cfg), claims_out)
 
