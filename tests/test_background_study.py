@@ -138,3 +138,12 @@ def test_unknown_source_is_an_error(tmp_path):
     cfg["background_study"]["source"] = "imagenet"
     with pytest.raises(ValueError, match="background_study.source"):
         study.generate_set(cfg, tmp_path / "set.pt")
+
+
+def test_saliency_samples_hold_per_channel_maps_and_their_max(study_outputs):
+    _, out, runs, _ = study_outputs
+    samples = study.load_samples(out / runs[0]["run"] / "saliency.npz")
+    channels, maps = samples["saliency_channels"], samples["saliency"]
+    assert channels.shape[:2] + channels.shape[3:] == maps.shape and channels.shape[2] == 3
+    assert (channels >= 0).all() and channels.max() > 0
+    assert (maps == channels.max(axis=2)).all()

@@ -183,7 +183,8 @@ def _load_trained(model_spec: dict, dataset: BackgroundsSet, seed: int, model_pa
 def evaluate_model(cfg: dict, model_spec: dict, run: dict, set_path: str | Path, model_path: str | Path,
                    accuracy_path: str | Path, saliency_path: str | Path) -> None:
     """Per variation: top-1/top-5/NLL/ECE and the mean foreground share of gradient saliency (CSV);
-    plus saliency maps of a fixed, evenly spaced sample of test images on `SAMPLE_VARIATIONS` (.npz).
+    plus saliency of a fixed, evenly spaced sample of test images on `SAMPLE_VARIATIONS` (.npz:
+    ``saliency_channels`` per channel, ``saliency`` the max over channels).
 
     The share uses the original image's foreground mask for every variation: all variations keep
     the foreground where it was, so on only_bg_* / no_fg it measures attention to the empty spot.
@@ -197,13 +198,12 @@ def evaluate_model(cfg: dict, model_spec: dict, run: dict, set_path: str | Path,
     batch_size = study["training"].get("eval_batch_size", 512)
     n_test = len(dataset.test["original"])
     sample = torch.linspace(0, n_test - 1, min(study["saliency_samples"], n_test)).round().long()
-    rows, sample_images, sample_maps, sample_preds = [], [], [], []
+    rows, sample_images, sample_channels, sample_maps, sample_preds = [], [], [], [], []
     for variation, images in dataset.test.items():
         labels = dataset.test_labels[variation]
         logits = predict_logits(model, images, mean, std, batch_size, device)
         metrics = classification_metrics(logits, labels)
         share = math.nan
-        maps = None
         if dataset.test_masks is not None and len(images) == len(dataset.test_masks):
             maps = saliency_map(gradient_saliency(model, images, labels, mean, std, batch_size, device))
             share = float(np.nanmean(foreground_share(maps, dataset.test_masks).numpy()))
@@ -211,19 +211,17 @@ def evaluate_model(cfg: dict, model_spec: dict, run: dict, set_path: str | Path,
                      "top1": metrics["top1"], "top5": metrics["top5"], "nll": metrics["nll"],
                      "ece": metrics["ece"], "fg_share": share})
         if variation in SAMPLE_VARIATIONS:
-            if maps is None:
-                maps = saliency_map(gradient_saliency(model, images[sample], labels[sample], mean, std,
-                                                      batch_size, device))
-            else:
-                maps = maps[sample]
+            channels = gradient_saliency(model, images[sample], labels[sample], mean, std, batch_size, device)
             sample_images.append(images[sample].numpy())
-            sample_maps.append(maps.numpy())
+            sample_channels.append(channels.numpy())
+            sample_maps.append(saliency_map(channels).numpy())
             sample_preds.append(logits[sample].argmax(1).numpy())
     write_csv(pd.DataFrame(rows), accuracy_path)
     masks = dataset.test_masks[sample, 0].numpy() if dataset.test_masks is not None else np.zeros((0,))
     _write_npz(saliency_path, run=run["run"], label=run["label"], model=run["model"],
                variations=np.array([v for v in dataset.test if v in SAMPLE_VARIATIONS]),
-               images=np.stack(sample_images), saliency=np.stack(sample_maps), predictions=np.stack(sample_preds),
+               images=np.stack(sample_images), saliency=np.stack(sample_maps),
+               saliency_channels=np.stack(sample_channels), predictions=np.stack(sample_preds),
                labels=dataset.test_labels["original"][sample].numpy(), masks=masks,
                classes=np.array(dataset.classes), indices=sample.numpy())
 
