@@ -109,6 +109,7 @@ rule background_aggregate:
         summary="results/tables/background_summary.csv",
         gap_summary="results/tables/background_gap_summary.csv",
         claims="results/tables/background_claims.csv",
+        proponents="results/tables/background_influence_proponents.csv",
     log:
         "results/logs/background_study/aggregate.log",
     conda:

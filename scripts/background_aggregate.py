@@ -16,5 +16,6 @@ with log_to(snakemake.log[0]):
         summary_out=output.summary,
         gap_summary_out=output.gap_summary,
         claims_out=output.claims,
+        proponents_out=output.proponents,
         cfg=snakemake.params.config,
     )

@@ -51,7 +51,7 @@ def study_outputs(tmp_path_factory):
                                   folder / "influence.csv", folder / "influence.npz")
         for kind in paths:
             paths[kind].append(folder / f"{kind}.csv")
-    names = ["accuracy", "history", "influence", "gaps", "summary", "gap_summary", "claims"]
+    names = ["accuracy", "history", "influence", "gaps", "summary", "gap_summary", "claims", "proponents"]
     outputs = {name: out / "agg" / f"{name}.csv" for name in names}
     study.aggregate(paths["accuracy"], paths["history"], paths["influence"], *outputs.values(), cfg)
     return cfg, out, runs, {name: pd.read_csv(path) for name, path in outputs.items()}
@@ -119,6 +119,37 @@ def test_influence_table(study_outputs):
     assert (per_image == 2).all()
     proponents = influence[influence["kind"] == "proponent"].sort_values(["run", "test_index", "rank"])
     assert proponents.groupby(["run", "test_index"])["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+
+
+
+def test_proponent_shares_by_hand():
+    base = {c: None for c in study.RUN_COLUMNS}
+    rows = [
+        # test image: label 0 on background class 2; proponents: same background, same label, neither
+        {**base, "run": "a", "kind": "proponent", "rank": 1, "test_label": 0, "test_background_class": 2,
+         "train_label": 1, "train_background_class": 2},
+        {**base, "run": "a", "kind": "proponent", "rank": 2, "test_label": 0, "test_background_class": 2,
+         "train_label": 0, "train_background_class": 3},
+        {**base, "run": "a", "kind": "proponent", "rank": 3, "test_label": 0, "test_background_class": 2,
+         "train_label": 4, "train_background_class": 4},
+        {**base, "run": "a", "kind": "opponent", "rank": 1, "test_label": 0, "test_background_class": 2,
+         "train_label": 0, "train_background_class": 2},
+        # the real challenge: background classes unknown (-1)
+        {**base, "run": "b", "kind": "proponent", "rank": 1, "test_label": 1, "test_background_class": -1,
+         "train_label": 1, "train_background_class": -1},
+    ]
+    shares = study.proponent_shares(pd.DataFrame(rows)).set_index("run")
+    assert shares.loc["a", "n_proponents"] == 3
+    assert shares.loc["a", "same_label"] == pytest.approx(1 / 3)
+    assert shares.loc["a", "same_background"] == pytest.approx(1 / 3)
+    assert shares.loc["b", "same_label"] == 1.0 and pd.isna(shares.loc["b", "same_background"])
+
+
+def test_proponents_table_covers_every_influence_run(study_outputs):
+    _, _, _, tables = study_outputs
+    proponents = tables["proponents"]
+    assert set(proponents["run"]) == set(tables["influence"]["run"])
+    assert proponents[["same_label", "same_background"]].stack().between(0, 1).all()
 
 
 def test_every_figure_renders(study_outputs, tmp_path):

@@ -316,8 +316,25 @@ def run_gaps(accuracy: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def proponent_shares(influence: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the fraction of TracIn proponents that share the explained test image's label,
+    and that share its background class (NaN where background classes are unknown, as on the
+    real challenge). A background-reliant model's proponents share the background, not the label."""
+    proponents = influence[influence["kind"] == "proponent"]
+    known = (proponents["train_background_class"] >= 0) & (proponents["test_background_class"] >= 0)
+    same_background = proponents["train_background_class"] == proponents["test_background_class"]
+    proponents = proponents.assign(
+        same_label=(proponents["train_label"] == proponents["test_label"]).astype(float),
+        same_background=same_background.astype(float).where(known),
+    )
+    shares = proponents.groupby("run").agg(n_proponents=("rank", "size"), same_label=("same_label", "mean"),
+                                           same_background=("same_background", "mean")).reset_index()
+    runs = influence[RUN_COLUMNS].drop_duplicates("run")
+    return runs.merge(shares, on="run", how="left").fillna({"n_proponents": 0})
+
+
 def aggregate(accuracy_paths, history_paths, influence_paths, accuracy_out, history_out, influence_out,
-              gaps_out, summary_out, gap_summary_out, claims_out, cfg: dict) -> None:
+              gaps_out, summary_out, gap_summary_out, claims_out, proponents_out, cfg: dict) -> None:
     """Join the per-run tables; summarise over seeds (mean, 95% t-interval); judge the claims."""
     accuracy = pd.concat([pd.read_csv(p) for p in accuracy_paths], ignore_index=True)
     history = pd.concat([pd.read_csv(p) for p in history_paths], ignore_index=True)
@@ -327,6 +344,7 @@ def aggregate(accuracy_paths, history_paths, influence_paths, accuracy_out, hist
     write_csv(accuracy, accuracy_out)
     write_csv(history, history_out)
     write_csv(influence, influence_out)
+    write_csv(proponent_shares(influence), proponents_out)
     write_csv(gaps, gaps_out)
     write_csv(summarise(accuracy, by=["model", "label", "variation"], values=["top1", "top5", "fg_share"]),
               summary_out)
