@@ -23,6 +23,7 @@ RUN_TIMEOUT_S = 1500
 TINY_CONFIG = {
     "device": "cpu",
     "architecture_study": {"enabled": False},
+    "background_study": {"enabled": False},
     "noise_suite": {"types": ["gaussian"], "levels": [0.0, 0.5], "seed": 1},
     "loss_study": {
         "model": {"name": "small_cnn", "kwargs": {"features": [4, 8]}},
