@@ -131,7 +131,12 @@ rule architecture_aggregate:
         runs="results/tables/architecture_runs.csv",
         corruption_errors="results/tables/architecture_corruption_errors.csv",
         summary="results/tables/architecture_summary.csv",
-        claims="results/tables/architecture_claims.csv",
+        claims=report(
+            "results/tables/architecture_claims.csv",
+            caption="../report/architecture_claims.rst",
+            category="Architecture study",
+            labels={"table": "claims"},
+        ),
     log:
         "results/logs/architecture_study/aggregate.log",
     conda:

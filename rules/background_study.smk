@@ -108,7 +108,12 @@ rule background_aggregate:
         gaps="results/tables/background_gaps.csv",
         summary="results/tables/background_summary.csv",
         gap_summary="results/tables/background_gap_summary.csv",
-        claims="results/tables/background_claims.csv",
+        claims=report(
+            "results/tables/background_claims.csv",
+            caption="../report/background_claims.rst",
+            category="Background study",
+            labels={"table": "claims"},
+        ),
         proponents="results/tables/background_influence_proponents.csv",
     log:
         "results/logs/background_study/aggregate.log",

@@ -58,7 +58,12 @@ rule loss_aggregate:
         noise="results/tables/loss_noise.csv",
         confidence="results/tables/loss_confidence.csv",
         summary="results/tables/loss_summary.csv",
-        claims="results/tables/loss_claims.csv",
+        claims=report(
+            "results/tables/loss_claims.csv",
+            caption="../report/loss_claims.rst",
+            category="Loss study",
+            labels={"table": "claims"},
+        ),
     log:
         "results/logs/loss_study/aggregate.log",
     conda:
