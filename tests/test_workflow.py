@@ -233,6 +233,11 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     bg_claims = pd.read_csv(results / "tables" / "background_claims.csv")
     assert set(bg_claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
     assert len(list((results / "logs" / "background_study" / "train").glob("*.log"))) == 8
+    # The Snakemake report collects every study's figures and claims tables.
+    snakemake(workdir, "--report", "results/report.html", "--configfile", str(workdir / "override.yaml"))
+    report = (results / "report.html").read_text()
+    for category in ["Loss study", "Learning-rule study", "Architecture study", "Background study"]:
+        assert category in report, category
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
                                               str(workdir / "override.yaml")).stdout + ""
