@@ -11,6 +11,7 @@ from robustflow.training import (
     ModelEma,
     TrainingDivergedError,
     TrainSettings,
+    is_better,
     train_classifier,
 )
 
@@ -120,3 +121,12 @@ def test_ema_run_records_ema_validation(digits, tmp_path):
     result = train_classifier(_model(digits), digits, _settings(epochs=2, ema_decay=0.9), tmp_path,
                               progress=False)
     assert "ema_val_top1" in result.history and result.ema_best_state is not None
+
+
+def test_model_selection_breaks_top1_ties_by_validation_loss():
+    best = {"top1": 0.9, "loss": 0.5}
+    assert is_better({"top1": 0.95, "loss": 0.9}, best)  # top-1 decides first
+    assert not is_better({"top1": 0.85, "loss": 0.1}, best)
+    assert is_better({"top1": 0.9, "loss": 0.4}, best)  # a tie: the lower loss wins
+    assert not is_better({"top1": 0.9, "loss": 0.5}, best)  # a full tie keeps the earlier epoch
+    assert is_better({"top1": 0.9, "loss": 9.0}, {"top1": 0.9})  # checkpoints from before the loss was kept

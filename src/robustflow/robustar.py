@@ -32,6 +32,7 @@ from robustflow.training import (
     autocast_context,
     build_optimizer,
     build_scheduler,
+    is_better,
     predict_logits,
 )
 
@@ -130,8 +131,8 @@ def train_paired(
     generator = torch.Generator().manual_seed(settings.seed)
     train_x, train_y, masks = data.train_x.to(device), data.train_y.to(device), train_masks.to(device)
     history: list[dict] = []
-    best = {"epoch": 0, "top1": -1.0, "state": None}
-    ema_best = {"epoch": 0, "top1": -1.0, "state": None}
+    best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": None}
+    ema_best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": None}
     for epoch in range(1, settings.epochs + 1):
         model.train()
         sums = {"loss": 0.0, "task": 0.0, "distance": 0.0, "correct": 0, "seen": 0}
@@ -179,8 +180,8 @@ def _validate(model, data, loss_fn, settings, device, record, prefix, epoch, bes
     metrics = classification_metrics(logits, data.val_y)
     metrics["loss"] = float(loss_fn(logits, data.val_y))
     record.update({f"{prefix}_{k}": v for k, v in metrics.items()})
-    if metrics["top1"] > best["top1"]:
+    if is_better(metrics, best):
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return {"epoch": epoch, "top1": metrics["top1"], "state": state}
+        return {"epoch": epoch, "top1": metrics["top1"], "loss": metrics["loss"], "state": state}
     return best
 

@@ -210,6 +210,17 @@ def check_execution_settings(settings: TrainSettings, device: torch.device | str
         )
 
 
+def is_better(val: dict, best: dict) -> bool:
+    """Model selection: a higher validation top-1 wins; at equal top-1, a lower validation loss.
+
+    Small validation sets tie often, e.g. when a shortcut caps top-1 from the first epoch on while
+    the loss keeps falling; on top-1 alone the first of the tied epochs would be kept.
+    """
+    if val["top1"] != best["top1"]:
+        return val["top1"] > best["top1"]
+    return val["loss"] < best.get("loss", math.inf)
+
+
 def _evaluate(model, images, labels, data: ImageSplits, loss_fn, settings, device) -> dict:
     logits = predict_logits(model, images, data.mean, data.std, settings.eval_batch_size, device, settings.amp)
     metrics = classification_metrics(logits, labels)
@@ -365,8 +376,8 @@ def _train(
     ema = ModelEma(model, settings.ema_decay) if settings.ema_decay else None
     generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict] = []
-    best = {"epoch": 0, "top1": -1.0, "state": _state_copy(model)}
-    ema_best = {"epoch": 0, "top1": -1.0, "state": _state_copy(ema.module) if ema else None}
+    best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(model)}
+    ema_best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(ema.module) if ema else None}
 
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=False) if checkpoint_path.exists() else None
     if state is not None and _run_identity(state["settings"]) != _run_identity(asdict(settings)):
@@ -476,13 +487,14 @@ def _finish_epoch(epoch, loss_sum, correct, seen, model, ema, data, loss_fn, set
               "train_top1": correct / seen}
     val = _evaluate(model, data.val_x, data.val_y, data, loss_fn, settings, device)
     record.update({f"val_{k}": v for k, v in val.items()})
-    if val["top1"] > best["top1"]:
-        best = {"epoch": epoch, "top1": val["top1"], "state": _state_copy(model)}
+    if is_better(val, best):
+        best = {"epoch": epoch, "top1": val["top1"], "loss": val["loss"], "state": _state_copy(model)}
     if ema:
         ema_val = _evaluate(ema.module, data.val_x, data.val_y, data, loss_fn, settings, device)
         record.update({f"ema_val_{k}": v for k, v in ema_val.items()})
-        if ema_val["top1"] > ema_best["top1"]:
-            ema_best = {"epoch": epoch, "top1": ema_val["top1"], "state": _state_copy(ema.module)}
+        if is_better(ema_val, ema_best):
+            ema_best = {"epoch": epoch, "top1": ema_val["top1"], "loss": ema_val["loss"],
+                        "state": _state_copy(ema.module)}
     history.append(record)
 
     torch_rng, cuda_rng = _rng_states(device)
