@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from robustflow.data.augment import normalize, to_unit_float
 from robustflow.io import atomic_torch_save
-from robustflow.training import TrainSettings, build_optimizer, build_scheduler
+from robustflow.training import TrainSettings, build_optimizer, build_scheduler, predict_logits
 
 
 def final_linear(model: nn.Module) -> nn.Linear:
@@ -39,7 +38,6 @@ def final_linear(model: nn.Module) -> nn.Linear:
     return layer
 
 
-@torch.no_grad()
 def features_and_logits(
     model: nn.Module,
     images: torch.Tensor,
@@ -49,20 +47,14 @@ def features_and_logits(
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features (the final linear layer's input) and logits, float32 on the CPU."""
-    device = torch.device(device)
-    model.eval()
     captured: list[torch.Tensor] = []
-    hook = final_linear(model).register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
-    features, logits = [], []
+    hook = final_linear(model).register_forward_hook(
+        lambda module, inputs, output: captured.append(inputs[0].flatten(1).float().cpu()))
     try:
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(device)
-            batch = to_unit_float(batch) if batch.dtype == torch.uint8 else batch.float()
-            logits.append(model(normalize(batch, mean, std)).float().cpu())
-            features.append(captured.pop().flatten(1).float().cpu())
+        logits = predict_logits(model, images, mean, std, batch_size, device)
     finally:
         hook.remove()
-    return torch.cat(features), torch.cat(logits)
+    return torch.cat(captured), logits
 
 
 def last_layer_gradient_factors(features: torch.Tensor, logits: torch.Tensor,
