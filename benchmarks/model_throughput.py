@@ -59,6 +59,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.backends.cudnn.benchmark = True
     name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def make_step(forward, optimizer, settings, images, labels, generator):
+        """One training step per call, through robustflow.training's pieces, cycling over the images."""
+        cursor = {"start": 0}
+
+        def step() -> None:
+            start = cursor["start"]
+            cursor["start"] = (start + settings.batch_size) % (len(images) - settings.batch_size + 1)
+            batch, target, _, _ = augment_batch(images[start:start + settings.batch_size],
+                                                labels[start:start + settings.batch_size], settings, generator)
+            if settings.channels_last and device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast_context(device, settings.amp):
+                loss = loss_fn(forward(normalize(batch, mean, std)), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
     rows = []
     for spec in args.models:
         model_name, size = spec.rsplit(":", 1)
@@ -76,9 +97,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if settings.channels_last and device.type == "cuda":
                 model = model.to(memory_format=torch.channels_last)
             forward = torch.compile(model) if settings.compile else model
-            runners[variant] = _make_step(forward, build_optimizer(model, settings), settings, images, labels,
-                                          mean, std, device, generator, augment_batch, normalize,
-                                          autocast_context)
+            runners[variant] = make_step(forward, build_optimizer(model, settings), settings, images, labels,
+                                         generator)
         rates = {variant: [] for variant in runners}
         for variant, step in runners.items():
             for _ in range(args.warmup):
@@ -100,29 +120,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "speedup": rate / base, "device": name_of_device})
             print(f"  {variant:28s} {rate:9.1f} images/s   {rate / base:5.2f}x {args.variants[0]}")
     return rows
-
-
-def _make_step(forward, optimizer, settings, images, labels, mean, std, device, generator, augment_batch,
-               normalize, autocast_context):
-    import torch
-
-    loss_fn = torch.nn.CrossEntropyLoss()
-    cursor = {"start": 0}
-
-    def step() -> None:
-        start = cursor["start"]
-        cursor["start"] = (start + settings.batch_size) % (len(images) - settings.batch_size + 1)
-        batch, target, _, _ = augment_batch(images[start:start + settings.batch_size],
-                                            labels[start:start + settings.batch_size], settings, generator)
-        if settings.channels_last and device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, settings.amp):
-            loss = loss_fn(forward(normalize(batch, mean, std)), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def _synchronize(device) -> None:

@@ -1,4 +1,7 @@
 LOSS_DIR = "results/loss_study/runs/{run}"
+# Aggregation and figures read only this study's section (dataset, baseline): edits to other
+# studies must not redraw them.
+LOSS_SUMMARY_CONFIG = {"loss_study": config["loss_study"]}
 
 
 rule loss_study:
@@ -69,7 +72,7 @@ rule loss_aggregate:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config={"loss_study": config["loss_study"]},
+        config=LOSS_SUMMARY_CONFIG,
     script:
         "../scripts/loss_aggregate.py"
 
@@ -92,6 +95,6 @@ rule loss_figure:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config={"loss_study": config["loss_study"]},
+        config=LOSS_SUMMARY_CONFIG,
     script:
         "../scripts/loss_figure.py"

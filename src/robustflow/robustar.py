@@ -8,7 +8,8 @@ and a large ``reg_coeff`` would then swamp the task loss. ``reg_coeff = 0`` is s
 training on both copies (background replacement as plain augmentation).
 
 `training.train_classifier` has no loss hook, so `train_paired` is a short loop of its own that
-reuses the optimizer, schedule, EMA, augmentation and evaluation pieces of `robustflow.training`.
+reuses `training.training_parts` (loss, optimizer, schedule, EMA, generator) and
+`training.validate_epoch` (validation and best-epoch selection).
 """
 
 from __future__ import annotations
@@ -22,18 +23,13 @@ from torch import nn
 
 from robustflow.data import ImageSplits
 from robustflow.data.augment import iterate_minibatches, normalize, random_crop, random_flip, to_unit_float
-from robustflow.losses import build_loss
-from robustflow.metrics import classification_metrics
 from robustflow.training import (
-    ModelEma,
     TrainResult,
     TrainSettings,
     TrainingDivergedError,
     autocast_context,
-    build_optimizer,
-    build_scheduler,
-    is_better,
-    predict_logits,
+    training_parts,
+    validate_epoch,
 )
 
 PAIR_MODES = ("noise", "other_background", "constant")
@@ -123,12 +119,7 @@ def train_paired(
                          "needs foreground masks of the training set")
     device = torch.device(device)
     model.to(device)
-    loss_fn = build_loss(settings.loss, **settings.loss_params)
-    steps_per_epoch = math.ceil(len(data.train_x) / settings.batch_size)
-    optimizer = build_optimizer(model, settings)
-    scheduler = build_scheduler(optimizer, settings, steps_per_epoch)
-    ema = ModelEma(model, settings.ema_decay) if settings.ema_decay else None
-    generator = torch.Generator().manual_seed(settings.seed)
+    loss_fn, optimizer, scheduler, ema, generator = training_parts(model, settings, len(data.train_x))
     train_x, train_y, masks = data.train_x.to(device), data.train_y.to(device), train_masks.to(device)
     history: list[dict] = []
     best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": None}
@@ -164,24 +155,12 @@ def train_paired(
         record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": sums["loss"] / seen,
                   "train_task_loss": sums["task"] / seen, "train_distance": sums["distance"] / seen,
                   "train_top1": sums["correct"] / seen}
-        best = _validate(model, data, loss_fn, settings, device, record, "val", epoch, best)
+        best = validate_epoch(model, data, loss_fn, settings, device, epoch, best, record, "val")
         if ema:
-            ema_best = _validate(ema.module, data, loss_fn, settings, device, record, "ema_val", epoch, ema_best)
+            ema_best = validate_epoch(ema.module, data, loss_fn, settings, device, epoch, ema_best, record, "ema_val")
         history.append(record)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
     return TrainResult(history=pd.DataFrame(history), best_epoch=best["epoch"], best_state=best["state"],
                        ema_best_epoch=ema_best["epoch"] if ema else None,
                        ema_best_state=ema_best["state"] if ema else None)
-
-
-def _validate(model, data, loss_fn, settings, device, record, prefix, epoch, best) -> dict:
-    logits = predict_logits(model, data.val_x, data.mean, data.std, settings.eval_batch_size, device, settings.amp)
-    metrics = classification_metrics(logits, data.val_y)
-    metrics["loss"] = float(loss_fn(logits, data.val_y))
-    record.update({f"{prefix}_{k}": v for k, v in metrics.items()})
-    if is_better(metrics, best):
-        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return {"epoch": epoch, "top1": metrics["top1"], "loss": metrics["loss"], "state": state}
-    return best
-

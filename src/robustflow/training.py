@@ -21,7 +21,7 @@ import threading
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import pandas as pd
 import torch
@@ -221,6 +221,38 @@ def is_better(val: dict, best: dict) -> bool:
     return val["loss"] < best.get("loss", math.inf)
 
 
+class TrainingParts(NamedTuple):
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: ModelEma | None
+    generator: torch.Generator
+
+
+def training_parts(model: nn.Module, settings: TrainSettings, n_train: int) -> TrainingParts:
+    """What a training loop builds from its settings: the loss, the optimizer with its per-step
+    schedule, the EMA (if asked for) and the seeded generator of data order and augmentation."""
+    optimizer = build_optimizer(model, settings)
+    return TrainingParts(
+        loss_fn=build_loss(settings.loss, **settings.loss_params),
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, settings, math.ceil(n_train / settings.batch_size)),
+        ema=ModelEma(model, settings.ema_decay) if settings.ema_decay else None,
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
+
+
+def validate_epoch(model, data: ImageSplits, loss_fn, settings, device, epoch: int, best: dict, record: dict,
+                   prefix: str) -> dict:
+    """Validate ``model`` after ``epoch``, adding its metrics to ``record`` as ``<prefix>_<metric>``;
+    returns the best-epoch record ``{epoch, top1, loss, state}``, replaced when `is_better`."""
+    val = _evaluate(model, data.val_x, data.val_y, data, loss_fn, settings, device)
+    record.update({f"{prefix}_{k}": v for k, v in val.items()})
+    if is_better(val, best):
+        return {"epoch": epoch, "top1": val["top1"], "loss": val["loss"], "state": _state_copy(model)}
+    return best
+
+
 def _evaluate(model, images, labels, data: ImageSplits, loss_fn, settings, device) -> dict:
     logits = predict_logits(model, images, data.mean, data.std, settings.eval_batch_size, device, settings.amp)
     metrics = classification_metrics(logits, labels)
@@ -369,12 +401,7 @@ def _train(
     checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
     if rank == 0:
         _remove_stale_temporaries(checkpoint_path)
-    loss_fn = build_loss(settings.loss, **settings.loss_params)
-    steps_per_epoch = math.ceil(len(data.train_x) / settings.batch_size)
-    optimizer = build_optimizer(model, settings)
-    scheduler = build_scheduler(optimizer, settings, steps_per_epoch)
-    ema = ModelEma(model, settings.ema_decay) if settings.ema_decay else None
-    generator = torch.Generator().manual_seed(settings.seed)
+    loss_fn, optimizer, scheduler, ema, generator = training_parts(model, settings, len(data.train_x))
     history: list[dict] = []
     best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(model)}
     ema_best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(ema.module) if ema else None}
@@ -485,16 +512,9 @@ def _finish_epoch(epoch, loss_sum, correct, seen, model, ema, data, loss_fn, set
     """Validate, pick the best epoch, write the checkpoint (rank 0's work at the end of an epoch)."""
     record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / seen,
               "train_top1": correct / seen}
-    val = _evaluate(model, data.val_x, data.val_y, data, loss_fn, settings, device)
-    record.update({f"val_{k}": v for k, v in val.items()})
-    if is_better(val, best):
-        best = {"epoch": epoch, "top1": val["top1"], "loss": val["loss"], "state": _state_copy(model)}
+    best = validate_epoch(model, data, loss_fn, settings, device, epoch, best, record, "val")
     if ema:
-        ema_val = _evaluate(ema.module, data.val_x, data.val_y, data, loss_fn, settings, device)
-        record.update({f"ema_val_{k}": v for k, v in ema_val.items()})
-        if is_better(ema_val, ema_best):
-            ema_best = {"epoch": epoch, "top1": ema_val["top1"], "loss": ema_val["loss"],
-                        "state": _state_copy(ema.module)}
+        ema_best = validate_epoch(ema.module, data, loss_fn, settings, device, epoch, ema_best, record, "ema_val")
     history.append(record)
 
     torch_rng, cuda_rng = _rng_states(device)

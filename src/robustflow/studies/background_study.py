@@ -211,6 +211,7 @@ def evaluate_model(cfg: dict, model_spec: dict, run: dict, set_path: str | Path,
                      "top1": metrics["top1"], "top5": metrics["top5"], "nll": metrics["nll"],
                      "ece": metrics["ece"], "fg_share": share})
         if variation in SAMPLE_VARIATIONS:
+            # Per channel for the few sampled images only: for the whole set it would triple the maps' memory.
             channels = gradient_saliency(model, images[sample], labels[sample], mean, std, batch_size, device)
             sample_images.append(images[sample].numpy())
             sample_channels.append(channels.numpy())
