@@ -19,9 +19,9 @@ import signal
 import sys
 import threading
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import pandas as pd
 import torch
@@ -80,6 +80,19 @@ class TrainSettings:
     channels_last: bool = False  # NHWC memory format, CUDA only
     compile: bool = False  # torch.compile the training forward
     devices: int = 1  # data-parallel processes (GPUs on CUDA); > 1 runs under DDP
+
+    @classmethod
+    def from_config(cls, block: Mapping, **overrides) -> "TrainSettings":
+        """Settings from a config ``training`` block plus run-specific ``overrides`` (seed, loss...).
+
+        Every key of ``block`` must be a field: a key that validated but has no field here would
+        be dropped silently, so it is an error instead.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(block) - names)
+        if unknown:
+            raise ValueError(f"training keys {unknown} are not training settings; fields: {sorted(names)}")
+        return cls(**{**block, **overrides})
 
 
 @dataclass
