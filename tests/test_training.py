@@ -99,7 +99,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     model = _model(digits)
     with pytest.raises(TrainingDivergedError, match="epoch 2"):
         train_classifier(model, digits, settings, tmp_path, progress=False, on_epoch_end=poison_after_first_epoch)
-    checkpoint = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)
+    checkpoint = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert len(checkpoint["history"]) == 1
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
 

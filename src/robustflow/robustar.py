@@ -7,29 +7,33 @@ and its gradient stays finite for confident predictions, where a KL term grows w
 and a large ``reg_coeff`` would then swamp the task loss. ``reg_coeff = 0`` is standard
 training on both copies (background replacement as plain augmentation).
 
-`training.train_classifier` has no loss hook, so `train_paired` is a short loop of its own that
-reuses `training.training_parts` (loss, optimizer, schedule, EMA, generator) and
-`training.validate_epoch` (validation and best-epoch selection).
+Paired training is a `PairedObjective` on the one training loop (`training.train_with_objective`),
+so it resumes from its checkpoint, stops on SIGTERM and runs with EMA, AMP and data parallelism
+as classifier training does.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-import pandas as pd
 import torch
 from torch import nn
 
 from robustflow.data import ImageSplits
-from robustflow.data.augment import iterate_minibatches, normalize, random_crop, random_flip, to_unit_float
+from robustflow.data.augment import to_unit_float
 from robustflow.training import (
+    BatchLoss,
+    BatchObjective,
+    BatchViews,
+    Forward,
+    LossFn,
+    TrainBatch,
     TrainResult,
     TrainSettings,
-    TrainingDivergedError,
-    autocast_context,
-    training_parts,
-    validate_epoch,
+    crop_and_flip,
+    train_with_objective,
 )
 
 PAIR_MODES = ("noise", "other_background", "constant")
@@ -77,15 +81,44 @@ def paired_loss(
     return task + reg_coeff * distance, task, distance
 
 
-def _augment_pair(images: torch.Tensor, paired: torch.Tensor, settings: TrainSettings,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same crop and flip for an image and its pair (stacked on the channel axis)."""
-    stacked = torch.cat([images, paired], dim=1)
-    if settings.crop_padding:
-        stacked = random_crop(stacked, settings.crop_padding, generator)
-    if settings.flip:
-        stacked = random_flip(stacked, generator)
-    return stacked.split(images.shape[1], dim=1)
+@dataclass(eq=False)  # masks are a tensor: compare objectives by identity()
+class PairedObjective(BatchObjective):
+    """Each image with its background-replaced pair: the loss of `paired_loss` (see the module doc).
+
+    ``masks`` (bool, N,1,H,W) are the foreground masks of the training images, row for row.
+    """
+
+    masks: torch.Tensor
+    pair_mode: str = "noise"
+    reg_coeff: float = 1.0
+
+    def __post_init__(self):
+        if self.pair_mode not in PAIR_MODES:
+            raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {self.pair_mode!r}")
+        if self.reg_coeff < 0:
+            raise ValueError(f"reg_coeff must be >= 0, got {self.reg_coeff}")
+
+    def identity(self) -> dict:
+        return {"name": "paired", "pair_mode": self.pair_mode, "reg_coeff": float(self.reg_coeff)}
+
+    def per_sample_data(self) -> dict[str, torch.Tensor]:
+        return {"masks": self.masks}
+
+    def views(self, batch: TrainBatch, settings: TrainSettings, generator: torch.Generator) -> BatchViews:
+        # The pair is drawn from the whole global batch (other_background borrows another image's
+        # pixels), then both copies get one crop and flip: stacked on the channel axis.
+        images = to_unit_float(batch.images)
+        paired = paired_images(images, batch.per_sample["masks"], self.pair_mode, generator)
+        stacked = crop_and_flip(torch.cat([images, paired], dim=1), settings, generator)
+        images, paired = stacked.split(images.shape[1], dim=1)
+        return BatchViews(batch.labels, {"images": images, "paired": paired})
+
+    def loss(self, forward: Forward, views: BatchViews, loss_fn: LossFn) -> BatchLoss:
+        both = torch.cat([views.per_sample["images"], views.per_sample["paired"]])
+        logits, paired_logits = forward(both).chunk(2)
+        loss, task, distance = paired_loss(logits.float(), paired_logits.float(), views.labels, loss_fn,
+                                           self.reg_coeff)
+        return BatchLoss(loss, logits, {"task_loss": task, "distance": distance})
 
 
 def train_paired(
@@ -93,74 +126,27 @@ def train_paired(
     data: ImageSplits,
     train_masks: torch.Tensor,
     settings: TrainSettings,
+    checkpoint_dir: str | Path,
     *,
     pair_mode: str = "noise",
     reg_coeff: float = 1.0,
     device: torch.device | str = "cpu",
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Train `model` on each training image and its background-replaced pair (see module doc).
 
-    ``train_masks`` (bool, N,1,H,W) are the foreground masks of ``data.train_x``. Validation,
-    best-epoch selection and EMA work as in `training.train_classifier`; the history adds
-    ``train_task_loss`` and ``train_distance``. Runs are seconds long, so there is no resume;
-    mixup and data parallelism are not supported.
+    ``train_masks`` (bool, N,1,H,W) are the foreground masks of ``data.train_x``. Everything else
+    is `training.train_with_objective`: resume from ``checkpoint_dir/last.pt`` (a checkpoint of
+    another pair_mode or reg_coeff is another run), SIGTERM, EMA, AMP, data parallelism (each mask
+    travels with its image), validation and best-epoch selection. The history adds
+    ``train_task_loss`` and ``train_distance``. Mixup is not supported.
     """
     if settings.mixup_alpha > 0:
         raise ValueError(f"paired training does not support mixup (mixup_alpha={settings.mixup_alpha})")
-    if settings.devices != 1:
-        raise ValueError(f"paired training runs in one process; devices must be 1, got {settings.devices}")
-    if reg_coeff < 0:
-        raise ValueError(f"reg_coeff must be >= 0, got {reg_coeff}")
-    if pair_mode not in PAIR_MODES:
-        raise ValueError(f"pair_mode must be one of {PAIR_MODES}, got {pair_mode!r}")
     if train_masks is None or train_masks.shape != (len(data.train_x), 1, *data.train_x.shape[2:]):
         raise ValueError("train_masks must hold one bool (1, H, W) mask per training image; paired training "
                          "needs foreground masks of the training set")
-    device = torch.device(device)
-    model.to(device)
-    loss_fn, optimizer, scheduler, ema, generator = training_parts(model, settings, len(data.train_x))
-    train_x, train_y, masks = data.train_x.to(device), data.train_y.to(device), train_masks.to(device)
-    history: list[dict] = []
-    best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": None}
-    ema_best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": None}
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        sums = {"loss": 0.0, "task": 0.0, "distance": 0.0, "correct": 0, "seen": 0}
-        for indices in iterate_minibatches(len(train_x), settings.batch_size, generator, shuffle=True):
-            indices = indices.to(device)
-            images = to_unit_float(train_x[indices])
-            paired = paired_images(images, masks[indices], pair_mode, generator)
-            images, paired = _augment_pair(images, paired, settings, generator)
-            labels = train_y[indices]
-            with autocast_context(device, settings.amp):
-                logits, paired_logits = model(normalize(torch.cat([images, paired]), data.mean, data.std)).chunk(2)
-                loss, task, distance = paired_loss(logits.float(), paired_logits.float(), labels, loss_fn, reg_coeff)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"paired loss became {loss.item()} at epoch {epoch}; lower the "
-                                            f"learning rate (lr {scheduler.get_last_lr()[0]:.3g}) or reg_coeff")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema:
-                ema.update(model)
-            n = len(labels)
-            sums["loss"] += loss.item() * n
-            sums["task"] += task.item() * n
-            sums["distance"] += distance.item() * n
-            sums["correct"] += int((logits.argmax(1) == labels).sum())
-            sums["seen"] += n
-        seen = sums["seen"]
-        record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": sums["loss"] / seen,
-                  "train_task_loss": sums["task"] / seen, "train_distance": sums["distance"] / seen,
-                  "train_top1": sums["correct"] / seen}
-        best = validate_epoch(model, data, loss_fn, settings, device, epoch, best, record, "val")
-        if ema:
-            ema_best = validate_epoch(ema.module, data, loss_fn, settings, device, epoch, ema_best, record, "ema_val")
-        history.append(record)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, record)
-    return TrainResult(history=pd.DataFrame(history), best_epoch=best["epoch"], best_state=best["state"],
-                       ema_best_epoch=ema_best["epoch"] if ema else None,
-                       ema_best_state=ema_best["state"] if ema else None)
+    objective = PairedObjective(train_masks, pair_mode, reg_coeff)
+    return train_with_objective(model, data, settings, checkpoint_dir, objective, device=device,
+                                on_epoch_end=on_epoch_end, progress=progress)

@@ -1,20 +1,31 @@
 """Supervised training of image classifiers on tensor-resident data.
 
-One loop serves every study: SGD/AdamW, cosine/step schedules, an EMA of the weights
-(evaluated separately), mixup, best-epoch selection on validation top-1, a per-epoch
-history, an atomic checkpoint every epoch and exact resume from it.
+One resumable loop serves every study and every training variant: SGD/AdamW, cosine/step
+schedules, an EMA of the weights (evaluated separately), best-epoch selection on validation
+top-1, a per-epoch history, an atomic checkpoint every epoch and exact resume from it.
+
+How a batch becomes a loss is the loop's one hook, a `BatchObjective`: `ClassifierObjective`
+(crop, flip and mixup, then the configured loss) is the standard one; paired training
+(`robustflow.robustar`) plugs in its own. Resume, preemption, EMA, divergence checks, AMP,
+data parallelism and checkpoints are the loop's and hold for every objective.
 
 Execution options (`amp`, `channels_last`, `compile`, `devices`) change how a run is
 computed, not which run it is: a checkpoint resumes across them. SIGTERM (a scheduler's
 preemption notice) ends the current step and raises `TrainingPreempted`; the checkpoint
 of the last full epoch stays valid and a rerun resumes from it.
+
+Checkpoints hold tensors and plain values only and are loaded with ``weights_only=True``;
+a file that needs more is refused (`CheckpointError`), never unpickled.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
+import dataclasses
 import math
+import pickle
 import signal
 import sys
 import threading
@@ -55,6 +66,10 @@ class TrainingDivergedError(RuntimeError):
 
 class TrainingPreempted(RuntimeError):
     """SIGTERM arrived; the checkpoint of the last full epoch is kept, a rerun resumes from it."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file could not be loaded safely (``weights_only=True``); the message names the file."""
 
 
 @dataclass
@@ -191,14 +206,20 @@ def augment_batch(
     Returns ``(images, labels_a, labels_b, lam)``; the loss is ``lam * L(labels_a) + (1 - lam) * L(labels_b)``
     (``labels_b = labels_a`` and ``lam = 1`` without mixup).
     """
-    images = to_unit_float(images)
+    images = crop_and_flip(to_unit_float(images), settings, generator)
+    if settings.mixup_alpha > 0:
+        return mixup(images, labels, settings.mixup_alpha, generator)
+    return images, labels, labels, 1.0
+
+
+def crop_and_flip(images: torch.Tensor, settings: TrainSettings, generator: torch.Generator) -> torch.Tensor:
+    """Random crop and flip as `settings` ask, one draw per image: views stacked on the channel axis
+    of an image get the same crop and flip."""
     if settings.crop_padding:
         images = random_crop(images, settings.crop_padding, generator)
     if settings.flip:
         images = random_flip(images, generator)
-    if settings.mixup_alpha > 0:
-        return mixup(images, labels, settings.mixup_alpha, generator)
-    return images, labels, labels, 1.0
+    return images
 
 
 def check_execution_settings(settings: TrainSettings, device: torch.device | str, n_train: int) -> None:
@@ -234,8 +255,12 @@ def is_better(val: dict, best: dict) -> bool:
     return val["loss"] < best.get("loss", math.inf)
 
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 class TrainingParts(NamedTuple):
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    loss_fn: LossFn
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: ModelEma | None
@@ -243,7 +268,7 @@ class TrainingParts(NamedTuple):
 
 
 def training_parts(model: nn.Module, settings: TrainSettings, n_train: int) -> TrainingParts:
-    """What a training loop builds from its settings: the loss, the optimizer with its per-step
+    """What the training loop builds from its settings: the loss, the optimizer with its per-step
     schedule, the EMA (if asked for) and the seeded generator of data order and augmentation."""
     optimizer = build_optimizer(model, settings)
     return TrainingParts(
@@ -255,36 +280,132 @@ def training_parts(model: nn.Module, settings: TrainSettings, n_train: int) -> T
     )
 
 
-def validate_epoch(model, data: ImageSplits, loss_fn, settings, device, epoch: int, best: dict, record: dict,
-                   prefix: str) -> dict:
-    """Validate ``model`` after ``epoch``, adding its metrics to ``record`` as ``<prefix>_<metric>``;
-    returns the best-epoch record ``{epoch, top1, loss, state}``, replaced when `is_better`."""
-    val = _evaluate(model, data.val_x, data.val_y, data, loss_fn, settings, device)
-    record.update({f"{prefix}_{k}": v for k, v in val.items()})
-    if is_better(val, best):
-        return {"epoch": epoch, "top1": val["top1"], "loss": val["loss"], "state": _state_copy(model)}
-    return best
+# ----------------------------------------------------------------------------- the objective hook
 
 
-def _evaluate(model, images, labels, data: ImageSplits, loss_fn, settings, device) -> dict:
-    logits = predict_logits(model, images, data.mean, data.std, settings.eval_batch_size, device, settings.amp)
-    metrics = classification_metrics(logits, labels)
-    metrics["loss"] = float(loss_fn(logits, labels))
-    return metrics
+class TrainBatch(NamedTuple):
+    """One global batch as drawn, on the training device: uint8 images, labels and the batch's rows
+    of the objective's `BatchObjective.per_sample_data`."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    per_sample: dict[str, torch.Tensor]
 
 
-def _state_copy(model: nn.Module) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+@dataclass(frozen=True)
+class BatchViews:
+    """What one batch trains on, as an objective prepared it.
+
+    ``labels`` and every ``per_sample`` tensor hold one row per image (the views, mixup's partner
+    labels...): under DDP each rank keeps the same slice of all of them. ``shared`` values hold
+    for the whole batch (mixup's lam) and stay whole.
+    """
+
+    labels: torch.Tensor
+    per_sample: dict[str, torch.Tensor]
+    shared: dict[str, float] = field(default_factory=dict)
+
+    def shard(self, start: int, stop: int) -> BatchViews:
+        per_sample = {name: tensor[start:stop] for name, tensor in self.per_sample.items()}
+        return BatchViews(self.labels[start:stop], per_sample, self.shared)
 
 
-def _run_identity(settings: dict) -> dict:
-    return {k: v for k, v in settings.items() if k not in EXECUTION_FIELDS}
+@dataclass(frozen=True)
+class BatchLoss:
+    """An objective's result for one batch (or this rank's slice of it)."""
+
+    loss: torch.Tensor  # the scalar to minimise: a mean over the batch's images
+    logits: torch.Tensor  # one row per label of the views: train top-1
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # scalar batch means -> history train_<name>
+
+
+class BatchObjective(abc.ABC):
+    """How a training batch becomes a loss: the hook of the one training loop (`train_with_objective`).
+
+    Every step the loop calls `views` with the whole global batch and the run's seeded generator;
+    every random draw of an objective must come from that generator, so a resumed or data-parallel
+    run replays it. Under DDP each rank then keeps its slice of the views (`BatchViews.shard`) and
+    calls `loss` inside autocast. A multi-view objective (pairs, AugMix, stability training) returns
+    each view as a per-sample tensor and calls `forward` once on their concatenation: one pass per
+    step, as DDP expects, with BatchNorm statistics over all views.
+    """
+
+    @abc.abstractmethod
+    def identity(self) -> dict:
+        """Name and parameters (plain values): a checkpoint written with others is another run."""
+
+    def per_sample_data(self) -> dict[str, torch.Tensor]:
+        """Tensors with one row per training image that `views` needs (e.g. foreground masks); the loop
+        moves them to the device once and hands each batch its rows in `TrainBatch.per_sample`."""
+        return {}
+
+    @abc.abstractmethod
+    def views(self, batch: TrainBatch, settings: TrainSettings, generator: torch.Generator) -> BatchViews:
+        """The training views of a global batch, augmented as `settings` ask with draws from `generator`."""
+
+    @abc.abstractmethod
+    def loss(self, forward: Forward, views: BatchViews, loss_fn: LossFn) -> BatchLoss:
+        """The loss of the views; `forward` maps float images in [0, 1] to logits (normalisation,
+        channels_last, DDP and compile are the loop's), `loss_fn` is the run's task loss."""
+
+
+class ClassifierObjective(BatchObjective):
+    """Standard training: crop, flip and mixup as the settings ask (`augment_batch`), then the task loss."""
+
+    IDENTITY = {"name": "classifier"}
+
+    def identity(self) -> dict:
+        return dict(self.IDENTITY)
+
+    def views(self, batch: TrainBatch, settings: TrainSettings, generator: torch.Generator) -> BatchViews:
+        images, labels, partner_labels, lam = augment_batch(batch.images, batch.labels, settings, generator)
+        if settings.mixup_alpha > 0:
+            return BatchViews(labels, {"images": images, "partner_labels": partner_labels}, {"lam": lam})
+        return BatchViews(labels, {"images": images})
+
+    def loss(self, forward: Forward, views: BatchViews, loss_fn: LossFn) -> BatchLoss:
+        logits = forward(views.per_sample["images"])
+        if "partner_labels" not in views.per_sample:
+            return BatchLoss(loss_fn(logits, views.labels), logits)
+        lam = views.shared["lam"]
+        loss = lam * loss_fn(logits, views.labels) + (1 - lam) * loss_fn(logits, views.per_sample["partner_labels"])
+        return BatchLoss(loss, logits)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """The checkpoint at `path`, unpickled with weights_only=True: a tampered file cannot run code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to unpickle {path}: it holds more than tensors and plain values "
+            f"({_unpickler_reason(error)}); a checkpoint of this loop never does, so the file was "
+            "not written by it or was tampered with. Delete it to train from scratch."
+        ) from error
+
+
+def _unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """What torch's long weights_only message says was refused, without its advice to allowlist it."""
+    for line in str(error).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". ")[0]
+    return str(error)
+
+
+def _run_identity(settings: dict, objective: dict) -> dict:
+    return {"settings": {k: v for k, v in settings.items() if k not in EXECUTION_FIELDS}, "objective": objective}
 
 
 def _remove_stale_temporaries(checkpoint_path: Path) -> None:
     """Delete temp files of saves killed mid-write (atomic_path names them `.last.pt.*.tmp`)."""
     for stale in checkpoint_path.parent.glob(f".{checkpoint_path.name}.*.tmp"):
         stale.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- the loop
 
 
 @contextlib.contextmanager
@@ -316,64 +437,163 @@ def train_classifier(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `model`, resuming from `checkpoint_dir/last.pt` when it exists.
+    """Train `model` with the standard objective (`ClassifierObjective`); see `train_with_objective`."""
+    return train_with_objective(model, data, settings, checkpoint_dir, ClassifierObjective(), device=device,
+                                on_epoch_end=on_epoch_end, progress=progress)
+
+
+def train_with_objective(
+    model: nn.Module,
+    data: ImageSplits,
+    settings: TrainSettings,
+    checkpoint_dir: str | Path,
+    objective: BatchObjective,
+    *,
+    device: torch.device | str = "cpu",
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `model` on `objective`, resuming from `checkpoint_dir/last.pt` when it holds this run
+    (the same settings, execution options aside, and the same objective identity).
 
     The model must be freshly initialised from the run's seed; on resume its weights are
     replaced by the checkpoint's, so an interrupted run ends with exactly the history of
     an uninterrupted one (on CPU). SIGTERM ends the current step and raises
-    `TrainingPreempted`.
+    `TrainingPreempted`. The history has a row per epoch: lr, train_loss, a ``train_<name>``
+    column per metric of the objective, train_top1, then the validation metrics.
 
     With ``settings.devices > 1`` the run is data parallel (DDP): one spawned process per
     device, each training on its slice of every global batch; rank 0 evaluates, writes
-    the checkpoint and runs `on_epoch_end` (which must then be picklable). BatchNorm is
-    synchronised across ranks on CUDA (SyncBatchNorm); on CPU (gloo), where SyncBatchNorm
-    is not available, each rank normalises its shard with the shard's statistics.
+    the checkpoint and runs `on_epoch_end` (which must then be picklable, as the objective).
+    BatchNorm is synchronised across ranks on CUDA (SyncBatchNorm); on CPU (gloo), where
+    SyncBatchNorm is not available, each rank normalises its shard with the shard's statistics.
     Dropout masks are drawn per rank.
     """
     device = torch.device(device)
     check_execution_settings(settings, device, len(data.train_x))
+    job = _Job(model, data, settings, objective, Path(checkpoint_dir), on_epoch_end, progress)
     if settings.devices > 1:
-        return _train_data_parallel(model, data, settings, Path(checkpoint_dir), device, on_epoch_end, progress)
+        return _train_data_parallel(job, device)
     with _sigterm_flag() as sigterm_received:
-        result = _train(model, data, settings, Path(checkpoint_dir), device, on_epoch_end, progress, sigterm_received)
+        result = _train(job, device, sigterm_received)
     assert result is not None  # rank 0 always returns its result
     return result
 
 
-def _train_data_parallel(model, data, settings, checkpoint_dir: Path, device, on_epoch_end, progress) -> TrainResult:
-    threads = max(1, torch.get_num_threads() // settings.devices)  # the job's cores, shared by its ranks
+@dataclass
+class _Job:
+    """One training request as the caller made it; data-parallel workers receive it whole."""
+
+    model: nn.Module
+    data: ImageSplits
+    settings: TrainSettings
+    objective: BatchObjective
+    checkpoint_dir: Path
+    on_epoch_end: Callable[[int, dict], None] | None
+    progress: bool
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint_dir / CHECKPOINT_NAME
+
+
+@dataclass
+class _Run:
+    """One process's side of a job: the placed model, its training forward and the training parts."""
+
+    job: _Job
+    model: nn.Module  # on the device; the module whose state is checkpointed
+    forward: Forward  # float images in [0, 1] -> logits, through normalisation, DDP and compile
+    parts: TrainingParts
+    device: torch.device
+    sigterm_received: Callable[[], bool]
+    rank: int
+    world_size: int
+
+    @property
+    def parallel(self) -> bool:
+        return self.world_size > 1
+
+
+@dataclass
+class _LoopState:
+    """What the loop carries from epoch to epoch besides the parts' own state: the history and the
+    best epochs ``{epoch, top1, loss, state}`` of the model and of its EMA."""
+
+    history: list[dict]
+    best: dict
+    ema_best: dict
+
+
+class _TrainSet(NamedTuple):
+    """The training split on the device, with the objective's per-sample tensors."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    per_sample: dict[str, torch.Tensor]
+
+    def batch(self, indices: torch.Tensor) -> TrainBatch:
+        per_sample = {name: tensor[indices] for name, tensor in self.per_sample.items()}
+        return TrainBatch(self.images[indices], self.labels[indices], per_sample)
+
+
+@dataclass
+class _EpochTotals:
+    """Sums over an epoch's training images: loss, correct top-1 predictions, the objective's metrics."""
+
+    loss: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def add(self, result: BatchLoss, labels: torch.Tensor) -> None:
+        n = len(labels)
+        self.loss += result.loss.item() * n
+        for name, value in result.metrics.items():
+            self.metrics[name] = self.metrics.get(name, 0.0) + value.item() * n
+        self.correct += int((result.logits.argmax(1) == labels).sum())
+        self.seen += n
+
+    def summed_across_ranks(self, device: torch.device) -> _EpochTotals:
+        loss, correct, seen, *sums = distributed.sum_across_ranks(
+            [self.loss, self.correct, self.seen, *self.metrics.values()], device
+        )
+        return _EpochTotals(loss, correct, seen, dict(zip(self.metrics, sums)))
+
+    def record(self, epoch: int, lr: float) -> dict:
+        """The epoch's history row before validation adds its columns (plain floats and ints)."""
+        metrics = {f"train_{name}": total / self.seen for name, total in self.metrics.items()}
+        return {"epoch": epoch, "lr": lr, "train_loss": self.loss / self.seen, **metrics,
+                "train_top1": self.correct / self.seen}
+
+
+def _train_data_parallel(job: _Job, device: torch.device) -> TrainResult:
+    threads = max(1, torch.get_num_threads() // job.settings.devices)  # the job's cores, shared by its ranks
     try:
         distributed.launch_workers(
             _data_parallel_worker,
-            settings.devices,
-            (model, data, settings, checkpoint_dir, device.type, on_epoch_end, progress,
-             torch.get_rng_state(), threads),
+            job.settings.devices,
+            (job, device.type, torch.get_rng_state(), threads),
             distributed.backend_for(device.type),
         )
     except torch.multiprocessing.ProcessExitedException as error:
         if error.exit_code == PREEMPTED_EXIT_CODE:
             raise TrainingPreempted(
-                f"SIGTERM: data-parallel training stopped; rerun to resume from {checkpoint_dir / CHECKPOINT_NAME}"
+                f"SIGTERM: data-parallel training stopped; rerun to resume from {job.checkpoint_path}"
             ) from error
         raise
-    state = torch.load(checkpoint_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])  # as after a single-process run: the caller's model holds the last weights
-    has_ema = bool(settings.ema_decay)
-    return TrainResult(
-        history=pd.DataFrame(state["history"]),
-        best_epoch=state["best"]["epoch"],
-        best_state=state["best"]["state"],
-        ema_best_epoch=state["ema_best"]["epoch"] if has_ema else None,
-        ema_best_state=state["ema_best"]["state"] if has_ema else None,
-    )
+    checkpoint = _load_checkpoint(job.checkpoint_path)
+    # As after a single-process run: the caller's model holds the last weights.
+    job.model.load_state_dict(checkpoint["model"])
+    state = _LoopState(checkpoint["history"], checkpoint["best"], checkpoint["ema_best"])
+    return _result(state, has_ema=bool(job.settings.ema_decay))
 
 
-def _data_parallel_worker(rank, world_size, model, data, settings, checkpoint_dir, device_type, on_epoch_end,
-                          progress, parent_rng_state, threads) -> None:
+def _data_parallel_worker(rank, world_size, job: _Job, device_type: str, parent_rng_state, threads: int) -> None:
     torch.set_num_threads(threads)
     # Spawned processes receive tensors in shared memory: without a private copy all ranks
     # would step the same parameters.
-    model = copy.deepcopy(model)
+    job = dataclasses.replace(job, model=copy.deepcopy(job.model))
     device = torch.device("cuda", rank) if device_type == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -381,173 +601,227 @@ def _data_parallel_worker(rank, world_size, model, data, settings, checkpoint_di
     # whose caller seeded torch would; the other ranks get streams of their own.
     torch.set_rng_state(parent_rng_state)
     if rank == 0 and device.type == "cuda":
-        torch.cuda.manual_seed(settings.seed)
+        torch.cuda.manual_seed(job.settings.seed)
     if rank > 0:
-        torch.manual_seed(_rank_seed(settings.seed, rank))
+        torch.manual_seed(_rank_seed(job.settings.seed, rank))
     try:
         with _sigterm_flag() as sigterm_received:
-            _train(model, data, settings, checkpoint_dir, device, on_epoch_end if rank == 0 else None,
-                   progress and rank == 0, sigterm_received, rank=rank, world_size=world_size)
+            _train(job, device, sigterm_received, rank=rank, world_size=world_size)
     except TrainingPreempted:
         sys.exit(PREEMPTED_EXIT_CODE)
 
 
-def _train(
-    model: nn.Module,
-    data: ImageSplits,
-    settings: TrainSettings,
-    checkpoint_dir: Path,
-    device: torch.device,
-    on_epoch_end: Callable[[int, dict], None] | None,
-    progress: bool,
-    sigterm_received: Callable[[], bool],
-    rank: int = 0,
-    world_size: int = 1,
-) -> TrainResult | None:
+def _train(job: _Job, device: torch.device, sigterm_received: Callable[[], bool], rank: int = 0,
+           world_size: int = 1) -> TrainResult | None:
     """The loop of one process; with world_size > 1 it runs inside an initialised process group."""
-    parallel = world_size > 1
+    model = _placed_model(job.model, job.settings, device, parallel=world_size > 1)
+    if rank == 0:
+        _remove_stale_temporaries(job.checkpoint_path)
+    parts = training_parts(model, job.settings, len(job.data.train_x))
+    state = _resume_or_start(job, model, parts, device, rank)
+    forward = _training_forward(job, model, device, world_size)  # after resume: DDP broadcasts the weights
+    run = _Run(job, model, forward, parts, device, sigterm_received, rank, world_size)
+    per_sample = {name: tensor.to(device) for name, tensor in job.objective.per_sample_data().items()}
+    train_set = _TrainSet(job.data.train_x.to(device), job.data.train_y.to(device), per_sample)
+    epochs = range(len(state.history) + 1, job.settings.epochs + 1)
+    for epoch in tqdm(epochs, desc="epochs", disable=not (job.progress and rank == 0), initial=len(state.history),
+                      total=job.settings.epochs):
+        totals = _train_epoch(run, train_set, epoch)
+        _end_epoch(run, state, epoch, totals)
+    return _result(state, has_ema=parts.ema is not None) if rank == 0 else None
+
+
+def _placed_model(model: nn.Module, settings: TrainSettings, device: torch.device, parallel: bool) -> nn.Module:
     if parallel and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if settings.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME
-    if rank == 0:
-        _remove_stale_temporaries(checkpoint_path)
-    loss_fn, optimizer, scheduler, ema, generator = training_parts(model, settings, len(data.train_x))
-    history: list[dict] = []
-    best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(model)}
-    ema_best = {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(ema.module) if ema else None}
+    return model
 
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False) if checkpoint_path.exists() else None
-    if state is not None and _run_identity(state["settings"]) != _run_identity(asdict(settings)):
+
+def _training_forward(job: _Job, model: nn.Module, device: torch.device, world_size: int) -> Forward:
+    """Float images in [0, 1] -> logits: channels_last and normalisation, then DDP and compile as asked."""
+    module = model
+    if world_size > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        module = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if job.settings.compile:
+        module = torch.compile(module)
+    channels_last = job.settings.channels_last and device.type == "cuda"
+    mean, std = job.data.mean, job.data.std
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return module(normalize(images, mean, std))
+
+    return forward
+
+
+def _resume_or_start(job: _Job, model: nn.Module, parts: TrainingParts, device: torch.device,
+                     rank: int) -> _LoopState:
+    """The loop state of a fresh run, or the checkpoint's when it holds this run: the model, optimizer,
+    schedule, EMA, generator and this rank's RNG streams then continue from it too."""
+    checkpoint = _checkpoint_of_this_run(job, rank)
+    if checkpoint is None:
+        ema_module = parts.ema.module if parts.ema else None
+        return _LoopState(history=[], best=_initial_best(model), ema_best=_initial_best(ema_module))
+    model.load_state_dict(checkpoint["model"])
+    parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    parts.scheduler.load_state_dict(checkpoint["scheduler"])
+    if parts.ema:
+        parts.ema.module.load_state_dict(checkpoint["ema"])
+    parts.generator.set_state(checkpoint["generator"])
+    rank_rng = checkpoint.get("rank_rng") or [(checkpoint["torch_rng"], checkpoint["cuda_rng"])]
+    if rank < len(rank_rng):
+        torch_rng, cuda_rng = rank_rng[rank]
+        torch.set_rng_state(torch_rng)
+        if device.type == "cuda" and cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, device)
+    return _LoopState(checkpoint["history"], checkpoint["best"], checkpoint["ema_best"])
+
+
+def _checkpoint_of_this_run(job: _Job, rank: int) -> dict | None:
+    """The job's checkpoint if there is one and it was written by this run, else None."""
+    path = job.checkpoint_path
+    if not path.exists():
+        return None
+    checkpoint = _load_checkpoint(path)
+    # Checkpoints from before the objective was recorded are the classifier's.
+    written = _run_identity(checkpoint["settings"], checkpoint.get("objective", ClassifierObjective.IDENTITY))
+    if written != _run_identity(asdict(job.settings), job.objective.identity()):
         # The config changed since this checkpoint: its run is not the one asked for.
         if rank == 0:
-            warnings.warn(f"ignoring {checkpoint_path}: written with other settings; training from scratch")
-        state = None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema:
-            ema.module.load_state_dict(state["ema"])
-        generator.set_state(state["generator"])
-        rank_rng = state.get("rank_rng") or [(state["torch_rng"], state["cuda_rng"])]
-        if rank < len(rank_rng):
-            torch_rng, cuda_rng = rank_rng[rank]
-            torch.set_rng_state(torch_rng)
-            if device.type == "cuda" and cuda_rng is not None:
-                torch.cuda.set_rng_state(cuda_rng, device)
-        history, best, ema_best = state["history"], state["best"], state["ema_best"]
-
-    train_module = model
-    if parallel:
-        train_module = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    forward = torch.compile(train_module) if settings.compile else train_module
-    channels_last = settings.channels_last and device.type == "cuda"
-    train_x = data.train_x.to(device)
-    train_y = data.train_y.to(device)
-    epochs = range(len(history) + 1, settings.epochs + 1)
-    for epoch in tqdm(epochs, desc="epochs", disable=not progress, initial=len(history), total=settings.epochs):
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for indices in iterate_minibatches(len(train_x), settings.batch_size, generator, shuffle=True):
-            stop = distributed.any_rank(sigterm_received(), device) if parallel else sigterm_received()
-            if stop:
-                raise TrainingPreempted(
-                    f"SIGTERM during epoch {epoch}: stopped after the last full step; "
-                    f"rerun to resume from {checkpoint_path} (epoch {len(history)})"
-                )
-            indices = indices.to(device)
-            # Every rank draws the whole global batch from the shared generator, then keeps its slice.
-            images, labels, labels_b, lam = augment_batch(train_x[indices], train_y[indices], settings, generator)
-            shard_weight = 1.0
-            if parallel:
-                start, stop_index = distributed.shard_bounds(len(labels), rank, world_size)
-                # DDP averages gradients over ranks; this makes the sum the global-batch mean gradient.
-                shard_weight = (stop_index - start) * world_size / len(labels)
-                images, labels, labels_b = (t[start:stop_index] for t in (images, labels, labels_b))
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast_context(device, settings.amp):
-                logits = forward(normalize(images, data.mean, data.std))
-                if settings.mixup_alpha > 0:
-                    loss = lam * loss_fn(logits, labels) + (1 - lam) * loss_fn(logits, labels_b)
-                else:
-                    loss = loss_fn(logits, labels)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(
-                    f"loss became {loss.item()} at epoch {epoch} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                    f"training stopped, last good checkpoint: {checkpoint_path}. "
-                    "Lower the learning rate or the margin lambda."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            (loss * shard_weight if parallel else loss).backward()
-            optimizer.step()
-            scheduler.step()
-            if ema:
-                ema.update(model)
-            loss_sum += loss.item() * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
-
-        rank_rng = None
-        if parallel:
-            loss_sum, correct, seen = distributed.sum_across_ranks([loss_sum, correct, seen], device)
-            rank_rng = distributed.gather_objects(_rng_states(device))
-        if rank == 0:
-            history, best, ema_best = _finish_epoch(
-                epoch, loss_sum, correct, seen, model, ema, data, loss_fn, settings, device, scheduler,
-                optimizer, generator, history, best, ema_best, rank_rng, checkpoint_path, on_epoch_end,
-            )
-        if parallel:
-            torch.distributed.barrier()  # no rank runs ahead of the checkpoint of this epoch
-
-    if rank != 0:
+            warnings.warn(f"ignoring {path}: written with other settings or objective; training from scratch")
         return None
-    return TrainResult(
-        history=pd.DataFrame(history),
-        best_epoch=best["epoch"],
-        best_state=best["state"],
-        ema_best_epoch=ema_best["epoch"] if ema else None,
-        ema_best_state=ema_best["state"] if ema else None,
+    return checkpoint
+
+
+def _initial_best(model: nn.Module | None) -> dict:
+    return {"epoch": 0, "top1": -1.0, "loss": math.inf, "state": _state_copy(model) if model is not None else None}
+
+
+def _train_epoch(run: _Run, train_set: _TrainSet, epoch: int) -> _EpochTotals:
+    """One pass over the training set; the totals are summed over ranks."""
+    run.model.train()
+    totals = _EpochTotals()
+    for indices in iterate_minibatches(len(train_set.labels), run.job.settings.batch_size, run.parts.generator,
+                                       shuffle=True):
+        _stop_if_preempted(run, epoch)
+        result, labels = _train_step(run, train_set.batch(indices.to(run.device)), epoch)
+        totals.add(result, labels)
+    return totals.summed_across_ranks(run.device) if run.parallel else totals
+
+
+def _stop_if_preempted(run: _Run, epoch: int) -> None:
+    received = run.sigterm_received()
+    if run.parallel:
+        received = distributed.any_rank(received, run.device)  # all ranks stop at the same step
+    if received:
+        raise TrainingPreempted(
+            f"SIGTERM during epoch {epoch}: stopped after the last full step; "
+            f"rerun to resume from {run.job.checkpoint_path} (epoch {epoch - 1})"
+        )
+
+
+def _train_step(run: _Run, batch: TrainBatch, epoch: int) -> tuple[BatchLoss, torch.Tensor]:
+    """One optimizer step on `batch`; returns the objective's result and the labels it scored."""
+    settings, parts = run.job.settings, run.parts
+    # Every rank draws the whole global batch from the shared generator, then keeps its slice.
+    views = run.job.objective.views(batch, settings, parts.generator)
+    shard_weight = 1.0
+    if run.parallel:
+        start, stop = distributed.shard_bounds(len(views.labels), run.rank, run.world_size)
+        # DDP averages gradients over ranks; this makes the sum the global-batch mean gradient.
+        shard_weight = (stop - start) * run.world_size / len(views.labels)
+        views = views.shard(start, stop)
+    with autocast_context(run.device, settings.amp):
+        result = run.job.objective.loss(run.forward, views, parts.loss_fn)
+    if not torch.isfinite(result.loss):
+        raise TrainingDivergedError(
+            f"loss became {result.loss.item()} at epoch {epoch} (lr {parts.scheduler.get_last_lr()[0]:.3g}); "
+            f"training stopped, last good checkpoint: {run.job.checkpoint_path}. "
+            "Lower the learning rate, the margin lambda or the objective's regularisation weight."
+        )
+    parts.optimizer.zero_grad(set_to_none=True)
+    (result.loss * shard_weight if run.parallel else result.loss).backward()
+    parts.optimizer.step()
+    parts.scheduler.step()
+    if parts.ema:
+        parts.ema.update(run.model)
+    return result, views.labels
+
+
+def _end_epoch(run: _Run, state: _LoopState, epoch: int, totals: _EpochTotals) -> None:
+    rank_rng = distributed.gather_objects(_rng_states(run.device)) if run.parallel else None
+    if run.rank == 0:
+        _finish_epoch(run, state, epoch, totals, rank_rng)
+    if run.parallel:
+        torch.distributed.barrier()  # no rank runs ahead of the checkpoint of this epoch
+
+
+def _finish_epoch(run: _Run, state: _LoopState, epoch: int, totals: _EpochTotals, rank_rng: list | None) -> None:
+    """Validate, pick the best epochs, write the checkpoint, report (rank 0's work at the end of an epoch)."""
+    record = totals.record(epoch, run.parts.scheduler.get_last_lr()[0])
+    state.best = _validate(run, run.model, epoch, state.best, record, "val")
+    if run.parts.ema:
+        state.ema_best = _validate(run, run.parts.ema.module, epoch, state.ema_best, record, "ema_val")
+    state.history.append(record)
+    _save_checkpoint(run, state, rank_rng)
+    if run.job.on_epoch_end is not None:
+        run.job.on_epoch_end(epoch, record)
+
+
+def _validate(run: _Run, model: nn.Module, epoch: int, best: dict, record: dict, prefix: str) -> dict:
+    """Validate `model` after `epoch`, adding its metrics to `record` as ``<prefix>_<metric>``;
+    returns the best-epoch record ``{epoch, top1, loss, state}``, replaced when `is_better`."""
+    data, settings = run.job.data, run.job.settings
+    logits = predict_logits(model, data.val_x, data.mean, data.std, settings.eval_batch_size, run.device, settings.amp)
+    val = classification_metrics(logits, data.val_y)
+    val["loss"] = float(run.parts.loss_fn(logits, data.val_y))
+    record.update({f"{prefix}_{k}": v for k, v in val.items()})
+    if is_better(val, best):
+        return {"epoch": epoch, "top1": val["top1"], "loss": val["loss"], "state": _state_copy(model)}
+    return best
+
+
+def _save_checkpoint(run: _Run, state: _LoopState, rank_rng: list | None) -> None:
+    parts = run.parts
+    torch_rng, cuda_rng = _rng_states(run.device)
+    atomic_torch_save(
+        {
+            "settings": asdict(run.job.settings),
+            "objective": run.job.objective.identity(),
+            "model": run.model.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(),
+            "ema": parts.ema.module.state_dict() if parts.ema else None,
+            "generator": parts.generator.get_state(),
+            "torch_rng": torch_rng,  # dropout draws from the global streams
+            "cuda_rng": cuda_rng,
+            "rank_rng": rank_rng,  # data parallel: (torch, cuda) streams of every rank
+            "history": state.history,
+            "best": state.best,
+            "ema_best": state.ema_best,
+        },
+        run.job.checkpoint_path,
     )
+
+
+def _state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def _rng_states(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
     return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
 
 
-def _finish_epoch(epoch, loss_sum, correct, seen, model, ema, data, loss_fn, settings, device, scheduler,
-                  optimizer, generator, history, best, ema_best, rank_rng, checkpoint_path, on_epoch_end):
-    """Validate, pick the best epoch, write the checkpoint (rank 0's work at the end of an epoch)."""
-    record = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / seen,
-              "train_top1": correct / seen}
-    best = validate_epoch(model, data, loss_fn, settings, device, epoch, best, record, "val")
-    if ema:
-        ema_best = validate_epoch(ema.module, data, loss_fn, settings, device, epoch, ema_best, record, "ema_val")
-    history.append(record)
-
-    torch_rng, cuda_rng = _rng_states(device)
-    atomic_torch_save(
-        {
-            "settings": asdict(settings),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "ema": ema.module.state_dict() if ema else None,
-            "generator": generator.get_state(),
-            "torch_rng": torch_rng,  # dropout draws from the global streams
-            "cuda_rng": cuda_rng,
-            "rank_rng": rank_rng,  # data parallel: (torch, cuda) streams of every rank
-            "history": history,
-            "best": best,
-            "ema_best": ema_best,
-        },
-        checkpoint_path,
+def _result(state: _LoopState, has_ema: bool) -> TrainResult:
+    return TrainResult(
+        history=pd.DataFrame(state.history),
+        best_epoch=state.best["epoch"],
+        best_state=state.best["state"],
+        ema_best_epoch=state.ema_best["epoch"] if has_ema else None,
+        ema_best_state=state.ema_best["state"] if has_ema else None,
     )
-    if on_epoch_end is not None:
-        on_epoch_end(epoch, record)
-    return history, best, ema_best
