@@ -1,4 +1,7 @@
-"""Data-parallel training on CPU (gloo, 2 processes) against one process; batch sharding."""
+"""Data-parallel training on CPU (gloo, 2 processes) against one process; batch sharding.
+
+Classifier and paired training share the loop, so both run on two processes here.
+"""
 
 import os
 import signal
@@ -10,6 +13,7 @@ from torch import nn
 
 from robustflow.data import load_digits
 from robustflow.distributed import backend_for, shard_bounds
+from robustflow.robustar import train_paired
 from robustflow.training import (
     CHECKPOINT_NAME,
     TrainingPreempted,
@@ -17,6 +21,8 @@ from robustflow.training import (
     check_execution_settings,
     train_classifier,
 )
+from tests.test_robustar import _model as _paired_model
+from tests.test_robustar import _toy_data
 
 torch.set_num_threads(1)
 
@@ -74,7 +80,7 @@ def test_two_gloo_processes_match_one_process_and_resume_after_preemption(tmp_pa
     with pytest.raises(TrainingPreempted, match="data-parallel"):
         train_classifier(_batchnorm_free_model(), data, TrainSettings(**base, devices=2), tmp_path / "two",
                          progress=False, on_epoch_end=_preempt_the_launcher_after_epoch_2)
-    checkpoint = torch.load(tmp_path / "two" / CHECKPOINT_NAME, weights_only=False)
+    checkpoint = torch.load(tmp_path / "two" / CHECKPOINT_NAME, weights_only=True)
     assert len(checkpoint["history"]) == 2 and len(checkpoint["rank_rng"]) == 2
     resumed = train_classifier(_batchnorm_free_model(), data, TrainSettings(**base), tmp_path / "two",
                                progress=False)
@@ -86,3 +92,19 @@ def test_two_gloo_processes_match_one_process_and_resume_after_preemption(tmp_pa
     assert (resumed.history["val_top1"] - single.history["val_top1"]).abs().max() <= 1 / n_val + 1e-12
     for name, value in single.best_state.items():
         torch.testing.assert_close(resumed.best_state[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_paired_training_on_two_gloo_processes_matches_one_process(tmp_path):
+    data, masks = _toy_data()
+    # 64 images in batches of 13: full batches split 7/6, the last (12) 6/6; each mask goes with its image.
+    base = dict(epochs=2, batch_size=13, lr=1e-2, crop_padding=1, flip=True, ema_decay=0.9)
+    paired = dict(pair_mode="other_background", reg_coeff=0.5, progress=False)
+    single = train_paired(_paired_model(), data, masks, TrainSettings(**base), tmp_path / "one", **paired)
+    two = train_paired(_paired_model(), data, masks, TrainSettings(**base, devices=2), tmp_path / "two", **paired)
+
+    assert len(torch.load(tmp_path / "two" / CHECKPOINT_NAME, weights_only=True)["rank_rng"]) == 2
+    columns = ["train_loss", "train_task_loss", "train_distance", "val_loss", "ema_val_loss", "lr"]
+    pd.testing.assert_frame_equal(two.history[columns], single.history[columns], check_exact=False,
+                                  rtol=1e-5, atol=1e-6)
+    for name, value in single.best_state.items():
+        torch.testing.assert_close(two.best_state[name], value, rtol=1e-5, atol=1e-6)
