@@ -1,10 +1,20 @@
+ARCH = "architecture_study"
 ARCH_DIR = "results/architecture_study"
 ARCH_RUN_DIR = f"{ARCH_DIR}/runs/{{run}}"
+ARCH_GROUPS = list(PLANS[ARCH].finetune_groups(config)) if ARCH in ENABLED else []
+
+
+def architecture_pretrained_input(wildcards):
+    """Pretrained runs of source-task models start from the pipeline's own pretraining."""
+    run = RUNS[ARCH][wildcards.run]
+    if PLANS[ARCH].needs_source_task(config, run):
+        return f"{ARCH_DIR}/pretrain/{run['model']}-s{run['seed']}.pt"
+    return []
 
 
 rule architecture_study:
     input:
-        architecture_targets() if config["architecture_study"]["enabled"] else [],
+        study_targets(ARCH),
 
 
 rule architecture_prepare_cifar10c:
@@ -14,12 +24,11 @@ rule architecture_prepare_cifar10c:
         "results/logs/architecture_study/prepare_cifar10c.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("architecture_study")["threads"]
+    threads: study_resources(ARCH)["threads"]
     resources:
-        mem_mb=study_resources("architecture_study")["mem_mb"],
+        mem_mb=study_resources(ARCH)["mem_mb"],
     params:
-        config=architecture_job_config(config),
-        root=lambda wildcards, output: os.path.dirname(output.manifest),
+        config=step_config(ARCH, "prepare_cifar10c"),
     script:
         "../scripts/architecture_prepare_cifar10c.py"
 
@@ -32,14 +41,14 @@ rule architecture_pretrain:
         "results/logs/architecture_study/pretrain/{model}-s{seed}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("architecture_study")["threads"]
+    threads: study_resources(ARCH)["threads"]
     resources:
-        gpu=study_resources("architecture_study")["gpu"],
-        mem_mb=study_resources("architecture_study")["mem_mb"],
-        runtime=study_resources("architecture_study")["runtime"],
+        gpu=study_resources(ARCH)["gpu"],
+        mem_mb=study_resources(ARCH)["mem_mb"],
+        runtime=study_resources(ARCH)["runtime"],
     params:
-        config=architecture_job_config(config),
-        checkpoint_dir=f"{ARCH_DIR}/pretrain/{{model}}-s{{seed}}_checkpoints",
+        config=step_config(ARCH, "pretrain"),
+        job=job_of(ARCH),
     script:
         "../scripts/architecture_pretrain.py"
 
@@ -55,15 +64,14 @@ rule architecture_train:
         "results/logs/architecture_study/train/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("architecture_study")["threads"]
+    threads: study_resources(ARCH)["threads"]
     resources:
-        gpu=study_resources("architecture_study")["gpu"],
-        mem_mb=study_resources("architecture_study")["mem_mb"],
-        runtime=study_resources("architecture_study")["runtime"],
+        gpu=study_resources(ARCH)["gpu"],
+        mem_mb=study_resources(ARCH)["mem_mb"],
+        runtime=study_resources(ARCH)["runtime"],
     params:
-        config=architecture_job_config(config),
-        run=lambda wildcards: run_record(ARCH_RUNS, wildcards.run),
-        checkpoint_dir=f"{ARCH_RUN_DIR}/checkpoints",
+        config=step_config(ARCH, "train"),
+        job=job_of(ARCH),
     script:
         "../scripts/architecture_train.py"
 
@@ -78,13 +86,13 @@ rule architecture_evaluate:
         "results/logs/architecture_study/evaluate/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("architecture_study")["threads"]
+    threads: study_resources(ARCH)["threads"]
     resources:
-        gpu=study_resources("architecture_study")["gpu"],
-        mem_mb=study_resources("architecture_study")["mem_mb"],
+        gpu=study_resources(ARCH)["gpu"],
+        mem_mb=study_resources(ARCH)["mem_mb"],
     params:
-        config=architecture_job_config(config),
-        run=lambda wildcards: run_record(ARCH_RUNS, wildcards.run),
+        config=step_config(ARCH, "evaluate"),
+        job=job_of(ARCH),
     script:
         "../scripts/architecture_evaluate.py"
 
@@ -99,29 +107,28 @@ rule architecture_finetune:
         "results/logs/architecture_study/finetune/{run}_{group}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("architecture_study")["threads"]
+    threads: study_resources(ARCH)["threads"]
     resources:
-        gpu=study_resources("architecture_study")["gpu"],
-        mem_mb=study_resources("architecture_study")["mem_mb"],
-        runtime=study_resources("architecture_study")["runtime"],
+        gpu=study_resources(ARCH)["gpu"],
+        mem_mb=study_resources(ARCH)["mem_mb"],
+        runtime=study_resources(ARCH)["runtime"],
     params:
-        config=architecture_job_config(config),
-        run=lambda wildcards: run_record(ARCH_RUNS, wildcards.run),
-        checkpoint_dir=f"{ARCH_RUN_DIR}/finetune_{{group}}_checkpoints",
+        config=step_config(ARCH, "finetune"),
+        job=job_of(ARCH),
     script:
         "../scripts/architecture_finetune.py"
 
 
 rule architecture_aggregate:
     input:
-        history=expand(rules.architecture_train.output.history, run=ARCH_RUN_IDS),
-        test=expand(rules.architecture_train.output.test, run=ARCH_RUN_IDS),
+        history=expand(rules.architecture_train.output.history, run=RUNS[ARCH]),
+        test=expand(rules.architecture_train.output.test, run=RUNS[ARCH]),
         robustness=expand(
-            rules.architecture_evaluate.output.robustness, run=ARCH_RUN_IDS
+            rules.architecture_evaluate.output.robustness, run=RUNS[ARCH]
         ),
         finetune=expand(
             rules.architecture_finetune.output.finetune,
-            run=ARCH_RUN_IDS,
+            run=RUNS[ARCH],
             group=ARCH_GROUPS,
         ),
     output:
@@ -142,7 +149,7 @@ rule architecture_aggregate:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=architecture_job_config(config),
+        config=step_config(ARCH, "aggregate"),
     script:
         "../scripts/architecture_aggregate.py"
 
@@ -166,6 +173,7 @@ rule architecture_figure:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=architecture_job_config(config),
+        config=step_config(ARCH, "figure"),
+        job=job_of(ARCH),
     script:
         "../scripts/architecture_figure.py"

@@ -1,10 +1,14 @@
+BG = "background_study"
 BG_DIR = "results/background_study"
 BG_RUN_DIR = f"{BG_DIR}/runs/{{run}}"
+BG_INFLUENCE_RUNS = (
+    [run["run"] for run in PLANS[BG].influence_runs(config)] if BG in ENABLED else []
+)
 
 
 rule background_study:
     input:
-        background_targets() if BG_ENABLED else [],
+        study_targets(BG),
 
 
 rule background_generate_set:
@@ -14,11 +18,11 @@ rule background_generate_set:
         "results/logs/background_study/generate_set.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("background_study")["threads"]
+    threads: study_resources(BG)["threads"]
     resources:
-        mem_mb=study_resources("background_study")["mem_mb"],
+        mem_mb=study_resources(BG)["mem_mb"],
     params:
-        config=background_job_config(config, dataset_only=True),
+        config=step_config(BG, "generate_set"),
     script:
         "../scripts/background_generate_set.py"
 
@@ -33,16 +37,14 @@ rule background_train:
         "results/logs/background_study/train/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("background_study")["threads"]
+    threads: study_resources(BG)["threads"]
     resources:
-        gpu=study_resources("background_study")["gpu"],
-        mem_mb=study_resources("background_study")["mem_mb"],
-        runtime=study_resources("background_study")["runtime"],
+        gpu=study_resources(BG)["gpu"],
+        mem_mb=study_resources(BG)["mem_mb"],
+        runtime=study_resources(BG)["runtime"],
     params:
-        config=background_job_config(config),
-        model_spec=lambda wildcards: background_model_spec(wildcards.run),
-        run=lambda wildcards: BG_RUNS[wildcards.run],
-        checkpoint_dir=f"{BG_RUN_DIR}/snapshots",
+        config=step_config(BG, "train"),
+        job=job_of(BG),
     script:
         "../scripts/background_train.py"
 
@@ -58,14 +60,13 @@ rule background_evaluate:
         "results/logs/background_study/evaluate/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("background_study")["threads"]
+    threads: study_resources(BG)["threads"]
     resources:
-        gpu=study_resources("background_study")["gpu"],
-        mem_mb=study_resources("background_study")["mem_mb"],
+        gpu=study_resources(BG)["gpu"],
+        mem_mb=study_resources(BG)["mem_mb"],
     params:
-        config=background_job_config(config),
-        model_spec=lambda wildcards: background_model_spec(wildcards.run),
-        run=lambda wildcards: BG_RUNS[wildcards.run],
+        config=step_config(BG, "evaluate"),
+        job=job_of(BG),
     script:
         "../scripts/background_evaluate.py"
 
@@ -81,23 +82,21 @@ rule background_influence:
         "results/logs/background_study/influence/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("background_study")["threads"]
+    threads: study_resources(BG)["threads"]
     resources:
-        gpu=study_resources("background_study")["gpu"],
-        mem_mb=study_resources("background_study")["mem_mb"],
+        gpu=study_resources(BG)["gpu"],
+        mem_mb=study_resources(BG)["mem_mb"],
     params:
-        config=background_job_config(config),
-        model_spec=lambda wildcards: background_model_spec(wildcards.run),
-        run=lambda wildcards: BG_RUNS[wildcards.run],
-        checkpoint_dir=f"{BG_RUN_DIR}/snapshots",
+        config=step_config(BG, "influence"),
+        job=job_of(BG),
     script:
         "../scripts/background_influence.py"
 
 
 rule background_aggregate:
     input:
-        accuracy=expand(rules.background_evaluate.output.accuracy, run=BG_RUNS),
-        history=expand(rules.background_train.output.history, run=BG_RUNS),
+        accuracy=expand(rules.background_evaluate.output.accuracy, run=RUNS[BG]),
+        history=expand(rules.background_train.output.history, run=RUNS[BG]),
         influence=expand(
             rules.background_influence.output.influence, run=BG_INFLUENCE_RUNS
         ),
@@ -120,10 +119,7 @@ rule background_aggregate:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config={
-            "device": config["device"],
-            "background_study": config["background_study"],
-        },
+        config=step_config(BG, "aggregate"),
     script:
         "../scripts/background_aggregate.py"
 
@@ -143,11 +139,12 @@ rule background_figure:
     log:
         "results/logs/background_study/figure/{figure}.log",
     wildcard_constraints:
-        figure="|".join(BG_FIGURES),
+        figure="|".join(PLANS[BG].FIGURES),
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=background_job_config(config),
+        config=step_config(BG, "figure"),
+        job=job_of(BG),
     script:
         "../scripts/background_figure.py"
 
@@ -156,7 +153,7 @@ rule background_saliency_grid:
     input:
         saliency=lambda wildcards: expand(
             rules.background_evaluate.output.saliency,
-            run=background_saliency_runs(wildcards.model),
+            run=PLANS[BG].saliency_grid_runs(config, wildcards.model),
         ),
     output:
         pdf="results/figures/background_saliency_grid_{model}.pdf",
@@ -170,6 +167,9 @@ rule background_saliency_grid:
         "results/logs/background_study/figure/saliency_grid_{model}.log",
     conda:
         "../envs/robustflow.yaml"
+    params:
+        config=step_config(BG, "saliency_grid"),
+        job=job_of(BG),
     script:
         "../scripts/background_saliency_grid.py"
 
@@ -178,7 +178,7 @@ rule background_influence_grid:
     input:
         samples=lambda wildcards: expand(
             rules.background_influence.output.samples,
-            run=background_influence_run(wildcards.model),
+            run=PLANS[BG].influence_grid_run(config, wildcards.model),
         ),
     output:
         pdf="results/figures/background_influence_grid_{model}.pdf",
@@ -192,5 +192,8 @@ rule background_influence_grid:
         "results/logs/background_study/figure/influence_grid_{model}.log",
     conda:
         "../envs/robustflow.yaml"
+    params:
+        config=step_config(BG, "influence_grid"),
+        job=job_of(BG),
     script:
         "../scripts/background_influence_grid.py"

@@ -1,38 +1,45 @@
-LR_CELL_DIR = "results/learning_rule_study/cells/{method}_{constraint}"
+LR = "learning_rule_study"
+LR_CELL = "results/learning_rule_study/cells/{variant}"
+# A cell (variant) trains all its seeds in one job: see the study's plan.
+LR_CELLS = (
+    {cell["variant"]: cell for cell in PLANS[LR].variants(config)}
+    if LR in ENABLED
+    else {}
+)
 
 
 rule learning_rule_study:
     input:
-        learning_rule_targets() if config["learning_rule_study"]["enabled"] else [],
+        study_targets(LR),
 
 
 rule learning_rule_cell:
     output:
-        metrics=f"{LR_CELL_DIR}/metrics.csv",
-        noise=f"{LR_CELL_DIR}/noise.csv",
-        sweep=f"{LR_CELL_DIR}/lr_sweep.csv",
-        weights=f"{LR_CELL_DIR}/weights.npz",
+        metrics=f"{LR_CELL}/metrics.csv",
+        noise=f"{LR_CELL}/noise.csv",
+        sweep=f"{LR_CELL}/lr_sweep.csv",
+        weights=f"{LR_CELL}/weights.npz",
     log:
-        "results/logs/learning_rule_study/cell/{method}_{constraint}.log",
+        "results/logs/learning_rule_study/cell/{variant}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("learning_rule_study")["threads"]
+    threads: study_resources(LR)["threads"]
     resources:
-        gpu=study_resources("learning_rule_study")["gpu"],
-        mem_mb=study_resources("learning_rule_study")["mem_mb"],
-        runtime=study_resources("learning_rule_study")["runtime"],
+        gpu=study_resources(LR)["gpu"],
+        mem_mb=study_resources(LR)["mem_mb"],
+        runtime=study_resources(LR)["runtime"],
     params:
-        study=learning_rule_job_config(config),
-        constraint=lambda wildcards: parse_constraint_id(wildcards.constraint),
+        config=step_config(LR, "cell"),
+        job=lambda wildcards: LR_CELLS[wildcards.variant],
     script:
         "../scripts/learning_rule_cell.py"
 
 
 rule learning_rule_aggregate:
     input:
-        metrics=expand(rules.learning_rule_cell.output.metrics, zip, **LR_CELLS),
-        noise=expand(rules.learning_rule_cell.output.noise, zip, **LR_CELLS),
-        sweep=expand(rules.learning_rule_cell.output.sweep, zip, **LR_CELLS),
+        metrics=expand(rules.learning_rule_cell.output.metrics, variant=LR_CELLS),
+        noise=expand(rules.learning_rule_cell.output.noise, variant=LR_CELLS),
+        sweep=expand(rules.learning_rule_cell.output.sweep, variant=LR_CELLS),
     output:
         metrics="results/tables/learning_rule_metrics.csv",
         noise="results/tables/learning_rule_noise.csv",
@@ -50,7 +57,7 @@ rule learning_rule_aggregate:
     conda:
         "../envs/robustflow.yaml"
     params:
-        task=config["learning_rule_study"]["task"],
+        config=step_config(LR, "aggregate"),
     script:
         "../scripts/learning_rule_aggregate.py"
 
@@ -60,7 +67,7 @@ rule learning_rule_figure:
         metrics=rules.learning_rule_aggregate.output.metrics,
         noise=rules.learning_rule_aggregate.output.noise,
         sweep=rules.learning_rule_aggregate.output.sweep,
-        weights=expand(rules.learning_rule_cell.output.weights, zip, **LR_CELLS),
+        weights=expand(rules.learning_rule_cell.output.weights, variant=LR_CELLS),
     output:
         pdf="results/figures/learning_rule_{figure}.pdf",
         png=report(
@@ -74,7 +81,7 @@ rule learning_rule_figure:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=learning_rule_job_config(config),
-        cells=[cell_id(m, parse_constraint_id(c)) for m, c in zip(*LR_CELLS.values())],
+        config=step_config(LR, "figure"),
+        job=job_of(LR),
     script:
         "../scripts/learning_rule_figure.py"

@@ -1,31 +1,28 @@
-LOSS_DIR = "results/loss_study/runs/{run}"
-# Aggregation and figures read only this study's section (dataset, baseline): edits to other
-# studies must not redraw them.
-LOSS_SUMMARY_CONFIG = {"loss_study": config["loss_study"]}
+LOSS = "loss_study"
+LOSS_RUN = "results/loss_study/runs/{run}"
 
 
 rule loss_study:
     input:
-        loss_study_targets() if config["loss_study"]["enabled"] else [],
+        study_targets(LOSS),
 
 
 rule loss_train:
     output:
-        model=f"{LOSS_DIR}/model.pt",
-        history=f"{LOSS_DIR}/history.csv",
+        model=f"{LOSS_RUN}/model.pt",
+        history=f"{LOSS_RUN}/history.csv",
     log:
         "results/logs/loss_study/train/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("loss_study")["threads"]
+    threads: study_resources(LOSS)["threads"]
     resources:
-        gpu=study_resources("loss_study")["gpu"],
-        mem_mb=study_resources("loss_study")["mem_mb"],
-        runtime=study_resources("loss_study")["runtime"],
+        gpu=study_resources(LOSS)["gpu"],
+        mem_mb=study_resources(LOSS)["mem_mb"],
+        runtime=study_resources(LOSS)["runtime"],
     params:
-        checkpoint_dir=f"{LOSS_DIR}/checkpoints",
-        run=lambda wildcards: run_record(LOSS_RUNS, wildcards.run),
-        config=loss_job_config(config),
+        config=step_config(LOSS, "train"),
+        job=job_of(LOSS),
     script:
         "../scripts/loss_train.py"
 
@@ -34,28 +31,28 @@ rule loss_evaluate:
     input:
         model=rules.loss_train.output.model,
     output:
-        noise=f"{LOSS_DIR}/noise_eval.csv",
-        confidence=f"{LOSS_DIR}/confidence.csv",
+        noise=f"{LOSS_RUN}/noise_eval.csv",
+        confidence=f"{LOSS_RUN}/confidence.csv",
     log:
         "results/logs/loss_study/evaluate/{run}.log",
     conda:
         "../envs/robustflow.yaml"
-    threads: study_resources("loss_study")["threads"]
+    threads: study_resources(LOSS)["threads"]
     resources:
-        gpu=study_resources("loss_study")["gpu"],
-        mem_mb=study_resources("loss_study")["mem_mb"],
+        gpu=study_resources(LOSS)["gpu"],
+        mem_mb=study_resources(LOSS)["mem_mb"],
     params:
-        run=lambda wildcards: run_record(LOSS_RUNS, wildcards.run),
-        config=loss_job_config(config, noise_suite=True),
+        config=step_config(LOSS, "evaluate"),
+        job=job_of(LOSS),
     script:
         "../scripts/loss_evaluate.py"
 
 
 rule loss_aggregate:
     input:
-        history=expand(rules.loss_train.output.history, run=LOSS_RUN_IDS),
-        noise=expand(rules.loss_evaluate.output.noise, run=LOSS_RUN_IDS),
-        confidence=expand(rules.loss_evaluate.output.confidence, run=LOSS_RUN_IDS),
+        history=expand(rules.loss_train.output.history, run=RUNS[LOSS]),
+        noise=expand(rules.loss_evaluate.output.noise, run=RUNS[LOSS]),
+        confidence=expand(rules.loss_evaluate.output.confidence, run=RUNS[LOSS]),
     output:
         history="results/tables/loss_history.csv",
         noise="results/tables/loss_noise.csv",
@@ -72,7 +69,7 @@ rule loss_aggregate:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=LOSS_SUMMARY_CONFIG,
+        config=step_config(LOSS, "aggregate"),
     script:
         "../scripts/loss_aggregate.py"
 
@@ -95,6 +92,7 @@ rule loss_figure:
     conda:
         "../envs/robustflow.yaml"
     params:
-        config=LOSS_SUMMARY_CONFIG,
+        config=step_config(LOSS, "figure"),
+        job=job_of(LOSS),
     script:
         "../scripts/loss_figure.py"

@@ -1,12 +1,6 @@
-"""Snakemake adapter: draw one architecture-study figure."""
+"""Snakemake adapter: the architecture study's figure step."""
 
-import pandas as pd
+from robustflow.jobs import run_step
+from robustflow.studies.architecture.steps import figure
 
-from robustflow.io import log_to
-from robustflow.plots.architecture import FIGURES
-from robustflow.plots.style import save_figure
-
-with log_to(snakemake.log[0]):
-    tables = {name: pd.read_csv(path) for name, path in snakemake.input.items()}
-    figure = FIGURES[snakemake.wildcards.figure](tables, snakemake.params.config)
-    save_figure(figure, snakemake.output.pdf, snakemake.output.png)
+run_step(snakemake, figure)

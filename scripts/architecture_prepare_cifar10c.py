@@ -1,9 +1,6 @@
-"""Snakemake adapter: make CIFAR-10-C available once (official files or generated)."""
+"""Snakemake adapter: the architecture study's prepare_cifar10c step."""
 
-from robustflow.device import configure_threads
-from robustflow.io import log_to
-from robustflow.studies.architecture_study import prepare_cifar10c
+from robustflow.jobs import run_step
+from robustflow.studies.architecture.steps import prepare_cifar10c
 
-with log_to(snakemake.log[0]):
-    configure_threads(snakemake.threads)
-    prepare_cifar10c(snakemake.params.config, snakemake.params.root)
+run_step(snakemake, prepare_cifar10c)

@@ -1,10 +1,6 @@
-"""Snakemake adapter: saliency maps of one model's training methods on the same mixed_rand images."""
+"""Snakemake adapter: the background study's saliency_grid step."""
 
-from robustflow.io import log_to
-from robustflow.plots.background import saliency_grid
-from robustflow.plots.style import save_figure
-from robustflow.studies.background_study import load_samples
+from robustflow.jobs import run_step
+from robustflow.studies.background.steps import saliency_grid
 
-with log_to(snakemake.log[0]):
-    figure = saliency_grid([load_samples(path) for path in snakemake.input.saliency])
-    save_figure(figure, snakemake.output.pdf, snakemake.output.png)
+run_step(snakemake, saliency_grid)

@@ -1,17 +1,6 @@
-"""Snakemake adapter: train and evaluate one method x constraint cell over all seeds."""
+"""Snakemake adapter: the learning-rule study's cell step."""
 
-from robustflow.device import configure_threads
-from robustflow.io import log_to
-from robustflow.studies.learning_rule_study import run_cell
+from robustflow.jobs import run_step
+from robustflow.studies.learning_rule.steps import cell
 
-with log_to(snakemake.log[0]):
-    configure_threads(snakemake.threads)
-    run_cell(
-        snakemake.params.study,
-        snakemake.wildcards.method,
-        snakemake.params.constraint,
-        metrics_path=snakemake.output.metrics,
-        noise_path=snakemake.output.noise,
-        sweep_path=snakemake.output.sweep,
-        weights_path=snakemake.output.weights,
-    )
+run_step(snakemake, cell)

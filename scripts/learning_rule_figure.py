@@ -1,16 +1,6 @@
-"""Snakemake adapter: draw one learning-rule figure."""
+"""Snakemake adapter: the learning-rule study's figure step."""
 
-import numpy as np
-import pandas as pd
+from robustflow.jobs import run_step
+from robustflow.studies.learning_rule.steps import figure
 
-from robustflow.io import log_to
-from robustflow.plots.learning_rule import FIGURES
-from robustflow.plots.style import save_figure
-
-with log_to(snakemake.log[0]):
-    tables = {name: pd.read_csv(snakemake.input[name]) for name in ("metrics", "noise", "sweep")}
-    tables["weights"] = {
-        cell: np.load(path) for cell, path in zip(snakemake.params.cells, snakemake.input.weights)
-    }
-    figure = FIGURES[snakemake.wildcards.figure](tables, snakemake.params.config)
-    save_figure(figure, snakemake.output.pdf, snakemake.output.png)
+run_step(snakemake, figure)

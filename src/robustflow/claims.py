@@ -1,4 +1,4 @@
-"""Claims from the seed documents and the rule that judges them against measurements.
+"""Claims of the source documents and the rule that judges them against measurements.
 
 A ``Claim`` is one number a source states; ``judge`` compares it with repeated measurements
 (one per seed) and returns a verdict row. The verdict rule, in order:
@@ -69,6 +69,11 @@ class Claim:
             raise ValueError(f"claim {self.claim_id!r}: claimed must be finite, got {self.claimed!r}")
         if self.rel_tol is not None and not self.rel_tol >= 0:
             raise ValueError(f"claim {self.claim_id!r}: rel_tol must be >= 0, got {self.rel_tol!r}")
+
+
+def claim_id(*parts: object) -> str:
+    """The id of a claim from its parts (a model or variant, then what is claimed), joined by '_'."""
+    return "_".join(str(part) for part in parts if str(part))
 
 
 def _fmt(value: float) -> str:
@@ -158,7 +163,7 @@ def judge(
     }
 
 
-def claims_table(rows: Iterable[dict]) -> pd.DataFrame:
+def verdict_table(rows: Iterable[dict]) -> pd.DataFrame:
     """Verdict rows from ``judge`` as a DataFrame with the standard column order."""
     rows = list(rows)
     for row in rows:
@@ -180,73 +185,3 @@ def claims_markdown(df: pd.DataFrame) -> str:
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
-
-
-_SEED_000 = "seed 000"
-_RATIO_SNR = "output_ratio (mean z_target / mean z_other, non-negative outputs)"
-_UNCONSTRAINED_SNR = 274.17
-
-
-def _constraint_claims(lo: float, hi: float, snr: float, change: float, label: str) -> tuple[Claim, Claim]:
-    """SNR under a weight range and its stated relative change (the seed's rounded figure)."""
-    name = f"{lo:g}_{hi:g}".replace(".", "p")
-    return (
-        Claim(
-            f"hebbian_constraint_{name}_snr",
-            _SEED_000,
-            f"Hebbian readout with weights clipped to [{lo:g}, {hi:g}] ({label}) has SNR {snr}",
-            _RATIO_SNR,
-            snr,
-            "value",
-        ),
-        Claim(
-            f"hebbian_constraint_{name}_change",
-            _SEED_000,
-            f"Clipping Hebbian weights to [{lo:g}, {hi:g}] changes SNR by "
-            f"{change:+.1%} vs unconstrained",
-            "relative change of output_ratio vs unconstrained Hebbian",
-            change,
-            "relative_change",
-        ),
-    )
-
-
-LEARNING_RULE_CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "hebbian_snr",
-        _SEED_000,
-        "Unconstrained Hebbian readout has SNR 274.17",
-        _RATIO_SNR,
-        _UNCONSTRAINED_SNR,
-        "value",
-    ),
-    Claim("sgd_mse_snr", _SEED_000, "SGD (MSE) readout has SNR 2.05", _RATIO_SNR, 2.05, "value"),
-    Claim(
-        "hebbian_vs_sgd_snr_ratio",
-        _SEED_000,
-        "Hebbian learning gives 133x the SNR of SGD (both unconstrained)",
-        "output_ratio hebbian / output_ratio sgd_mse",
-        133.0,
-        "ratio",
-    ),
-    Claim(
-        "sgd_mse_accuracy",
-        _SEED_000,
-        "SGD (MSE) readout reaches 38% accuracy (its weights explode)",
-        "accuracy",
-        0.38,
-        "value",
-    ),
-    Claim(
-        "hebbian_accuracy",
-        _SEED_000,
-        "Unconstrained Hebbian readout reaches 100% accuracy",
-        "accuracy",
-        1.0,
-        "value",
-        rel_tol=0.02,
-    ),
-    *_constraint_claims(0.0, 2.0, 245.61, -0.104, "loose"),
-    *_constraint_claims(0.0, 1.0, 169.30, -0.383, "physical"),
-    *_constraint_claims(0.0, 0.5, 93.23, -0.660, "tight"),
-)

@@ -61,3 +61,19 @@ def log_to(path: str | Path) -> Iterator[None]:
             raise
         finally:
             sys.stderr = previous
+
+
+def checkpoint_dir(output: str | Path) -> Path:
+    """Where the job writing ``output`` keeps its checkpoints: ``<output stem>_checkpoints`` beside it,
+    so a rerun of the same job finds them and two jobs writing into one folder do not share them."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_checkpoints")
+
+
+def concat_tables(paths) -> pd.DataFrame:
+    """The CSV files at ``paths`` as one table; empty files add only their header."""
+    frames = [pd.read_csv(path) for path in paths]
+    if not frames:
+        raise ValueError("no tables to join: the list of paths is empty")
+    filled = [frame for frame in frames if len(frame)]
+    return pd.concat(filled, ignore_index=True) if filled else frames[0]

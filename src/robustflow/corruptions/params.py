@@ -1,4 +1,4 @@
-"""Corruption names and the CIFAR-10-C severity parameter table (Hendrycks & Dietterich, 2019).
+"""The CIFAR-10-C severity parameter table (Hendrycks & Dietterich, 2019).
 
 The CIFAR-sized set uses milder parameters than ImageNet-C; the values below are those of the
 CIFAR-10-C generation code. Each entry holds the parameters of severities 1..5 in order.
@@ -10,26 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple, Union
 
-BENCHMARK_CORRUPTIONS: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-CORRUPTIONS: tuple[str, ...] = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
-SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+from robustflow.corruption_names import BENCHMARK_CORRUPTIONS, CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES  # noqa: F401
 
 
 class GlassBlurParams(NamedTuple):

@@ -30,15 +30,12 @@ import torch.nn.functional as F
 
 from robustflow.data import ImageSplits, stratified_split
 from robustflow.data.cifar10 import DatasetNotFoundError
+from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET
 from robustflow.io import atomic_torch_save
 
 VARIATIONS = ("original", "only_fg", "only_bg_b", "only_bg_t", "no_fg", "mixed_same", "mixed_rand", "mixed_next")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
-HOW_TO_GET = (
-    "Download `backgrounds_challenge_data.tar.gz` from the release of github.com/MadryLab/backgrounds_challenge "
-    "(the val sets of every variation and fg_mask) and the IN-9 training set `original.tar.gz` linked in its "
-    "README (for original/train), unpack both into one bg_challenge folder and set its path as root."
-)
+HOW_TO_GET = BG_CHALLENGE_HOW_TO_GET
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from robustflow.data import ImageSplits, stratified_split
+from robustflow.data_files import cifar10_missing_files
 
 CIFAR10_IMAGE_SHAPE = (3, 32, 32)  # each row: 1024 R, then 1024 G, then 1024 B values, row-major
 
@@ -55,12 +56,6 @@ def _expected_files() -> list[tuple[str, str]]:
         *((name, md5) for name, md5 in spec.train_list),
         *((name, md5) for name, md5 in spec.test_list),
     ]
-
-
-def cifar10_missing_files(root: str | Path) -> list[Path]:
-    """Paths of the CIFAR-10 files absent under ``root`` (empty when all are present)."""
-    folder = Path(root) / _torchvision_spec().base_folder
-    return [folder / name for name, _ in _expected_files() if not (folder / name).is_file()]
 
 
 def _md5(path: Path) -> str:

@@ -17,6 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from robustflow.model_catalog import (
+    MODEL_NAMES,
+    TIMM_MODELS,
+    _hf_cache_pattern,
+    _weights_file,
+    pretrained_weights_available,
+)
 from robustflow.models.small_cnn import SmallCNN
 
 __all__ = [
@@ -29,8 +36,6 @@ __all__ = [
     "register_model",
 ]
 
-TIMM_MODELS = ("resnet18", "resnet50", "vit_small_patch16_224", "vit_tiny_patch16_224")
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the hub
 
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -95,48 +100,6 @@ def create_model(
 
 # timm and huggingface_hub are imported inside the functions that need them: they take
 # seconds to import, and the small CNN jobs of the default pipeline never use them.
-
-
-def _hf_repo(name: str) -> tuple[str, str | None]:
-    import timm
-
-    hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
-    repo, _, revision = hub_id.partition("@")
-    return repo, revision or None
-
-
-def _hf_cache_pattern(name: str) -> Path:
-    from huggingface_hub import constants as hf_constants
-
-    repo, _ = _hf_repo(name)
-    folder = "models--" + repo.replace("/", "--")
-    return Path(hf_constants.HF_HUB_CACHE) / folder / "snapshots" / "<revision>" / HF_WEIGHT_FILES[0]
-
-
-def _hf_cached_weights(name: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    repo, revision = _hf_repo(name)
-    for filename in HF_WEIGHT_FILES:
-        hit = try_to_load_from_cache(repo, filename, revision=revision)
-        if isinstance(hit, str):
-            return Path(hit)
-    return None
-
-
-def _weights_file(name: str, pretrained_file: str | Path | None) -> Path | None:
-    if pretrained_file is not None:
-        path = Path(pretrained_file).expanduser()
-        return path if path.is_file() else None
-    if name in TIMM_MODELS:
-        return _hf_cached_weights(name)
-    return None
-
-
-def pretrained_weights_available(name: str, pretrained_file: str | Path | None = None) -> bool:
-    """Whether `create_model(name, pretrained=True, pretrained_file=...)` would find a weight file."""
-    _check_name(name)
-    return _weights_file(name, pretrained_file) is not None
 
 
 def _how_to_get_weights(name: str) -> str:
@@ -385,3 +348,7 @@ def _timm_entrypoint(name: str) -> Callable[..., nn.Module]:
 
 for _name in TIMM_MODELS:
     register_model(_timm_entrypoint(_name))
+
+# The catalog lists the same names for validation without torch; they must not drift apart.
+if set(_MODEL_ENTRYPOINTS) != set(MODEL_NAMES):
+    raise ImportError(f"model_catalog.MODEL_NAMES {sorted(MODEL_NAMES)} != registry {list_models()}")

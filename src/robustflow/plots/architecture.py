@@ -9,11 +9,11 @@ import seaborn as sns
 
 from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside
 from robustflow.stats import t_interval
-from robustflow.studies.architecture_study import CLEAN
+from robustflow.studies.architecture.plan import CLEAN
 
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
-    """Train and validation top-1 and loss against epoch, one colour per arm (Exp 1)."""
+    """Train and validation top-1 and loss against epoch, one colour per variant (Exp 1)."""
     apply_style()
     long = pd.concat([
         history.assign(split="train", top1=history["train_top1"], loss=history["train_loss"]),
@@ -22,64 +22,64 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 2.6), constrained_layout=True)
     for ax, (column, label) in zip(axes, [("top1", "top-1 accuracy (fraction)"),
                                           ("loss", "cross-entropy loss (nats)")]):
-        sns.lineplot(data=long, x="epoch", y=column, hue="arm", style="split", errorbar=t_interval, ax=ax)
+        sns.lineplot(data=long, x="epoch", y=column, hue="variant", style="split", errorbar=t_interval, ax=ax)
         ax.set(xlabel="epoch", ylabel=label)
     axes[1].set_yscale("log")
-    legend_outside(fig, axes[0], title="arm / split")
+    legend_outside(fig, axes[0], title="variant / split")
     return fig
 
 
 def severity_curves(robustness: pd.DataFrame) -> plt.Figure:
-    """Top-1 against severity (0 = clean) per arm: mean over corruptions, band = the range of
+    """Top-1 against severity (0 = clean) per variant: mean over corruptions, band = the range of
     the per-corruption accuracies (Exp 2)."""
     apply_style()
-    per_corruption = robustness.groupby(["arm", "corruption", "severity"], as_index=False)["top1"].mean()
+    per_corruption = robustness.groupby(["variant", "corruption", "severity"], as_index=False)["top1"].mean()
     clean = per_corruption[per_corruption["corruption"] == CLEAN]
     corruptions = sorted(set(per_corruption["corruption"]) - {CLEAN})
     # The clean point belongs to every corruption's curve, so the band starts from it.
     curves = pd.concat([per_corruption[per_corruption["corruption"] != CLEAN],
                         *(clean.assign(corruption=name) for name in corruptions)], ignore_index=True)
     fig, ax = plt.subplots(figsize=(FULL_WIDTH_IN * 0.6, 2.8), constrained_layout=True)
-    sns.lineplot(data=curves, x="severity", y="top1", hue="arm", errorbar=("pi", 100), marker="o",
+    sns.lineplot(data=curves, x="severity", y="top1", hue="variant", errorbar=("pi", 100), marker="o",
                  markersize=4, ax=ax)
     ax.set(xlabel="corruption severity (0 = clean test set)", ylabel="top-1 accuracy (fraction)",
            xticks=sorted(curves["severity"].unique()))
-    legend_outside(fig, ax, title="arm")
+    legend_outside(fig, ax, title="variant")
     return fig
 
 
 def corruption_heatmap(robustness: pd.DataFrame) -> plt.Figure:
-    """Mean top-1 over severities (and seeds) for each corruption x arm."""
+    """Mean top-1 over severities (and seeds) for each corruption x variant."""
     apply_style()
     corrupted = robustness[robustness["corruption"] != CLEAN]
-    table = corrupted.pivot_table(index="corruption", columns="arm", values="top1", aggfunc="mean")
+    table = corrupted.pivot_table(index="corruption", columns="variant", values="top1", aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.2 + 1.0 * table.shape[1], 0.9 + 0.28 * table.shape[0]),
                            constrained_layout=True)
     sns.heatmap(table, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
                 cbar_kws={"label": "top-1 accuracy (fraction), mean over severities"}, annot_kws={"size": 6})
-    ax.set(xlabel="arm", ylabel="corruption")
+    ax.set(xlabel="variant", ylabel="corruption")
     return fig
 
 
 def finetune_improvement(finetune: pd.DataFrame) -> plt.Figure:
     """Test top-1 on the fine-tuning test images before and after fine-tuning, and the gain
-    per corruption (points), per arm (Exp 3)."""
+    per corruption (points), per variant (Exp 3)."""
     apply_style()
-    per_corruption = finetune.groupby(["arm", "seed", "corruption"], as_index=False)[
+    per_corruption = finetune.groupby(["variant", "seed", "corruption"], as_index=False)[
         ["top1_before", "top1", "top1_improvement"]].mean()
     long = pd.concat([per_corruption.assign(stage="before (Exp 2 model)", accuracy=per_corruption["top1_before"]),
                       per_corruption.assign(stage="after fine-tuning", accuracy=per_corruption["top1"])],
                      ignore_index=True)
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 2.8), constrained_layout=True)
-    sns.barplot(data=long, x="arm", y="accuracy", hue="stage", errorbar=t_interval, ax=axes[0])
-    axes[0].set(xlabel="arm", ylabel="test top-1 on corrupted images (fraction)", ylim=(0, 1))
+    sns.barplot(data=long, x="variant", y="accuracy", hue="stage", errorbar=t_interval, ax=axes[0])
+    axes[0].set(xlabel="variant", ylabel="test top-1 on corrupted images (fraction)", ylim=(0, 1))
     axes[0].legend(frameon=False, fontsize=6)
-    sns.stripplot(data=per_corruption, x="arm", y="top1_improvement", hue="corruption", dodge=False, size=3,
+    sns.stripplot(data=per_corruption, x="variant", y="top1_improvement", hue="corruption", dodge=False, size=3,
                   ax=axes[1])
-    sns.pointplot(data=per_corruption, x="arm", y="top1_improvement", color="black", errorbar=t_interval,
+    sns.pointplot(data=per_corruption, x="variant", y="top1_improvement", color="black", errorbar=t_interval,
                   markers="_", linestyles="none", ax=axes[1])
     axes[1].axhline(0, color="grey", linewidth=0.8)
-    axes[1].set(xlabel="arm", ylabel="top-1 gain from fine-tuning (fraction)")
+    axes[1].set(xlabel="variant", ylabel="top-1 gain from fine-tuning (fraction)")
     legend_outside(fig, axes[1], title="corruption")
     for ax in axes:
         ax.tick_params(axis="x", rotation=30)
@@ -90,11 +90,11 @@ def clean_vs_corrupted(runs: pd.DataFrame) -> plt.Figure:
     """Clean top-1 against mean CIFAR-10-C top-1, one point per run; the diagonal is no loss."""
     apply_style()
     fig, ax = plt.subplots(figsize=(FULL_WIDTH_IN * 0.5, 2.8), constrained_layout=True)
-    sns.scatterplot(data=runs, x="clean_top1", y="mean_c_top1", hue="arm", style="family", s=40, ax=ax)
+    sns.scatterplot(data=runs, x="clean_top1", y="mean_c_top1", hue="variant", style="family", s=40, ax=ax)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="no robustness loss")
     ax.set(xlabel="clean test top-1 (fraction)", ylabel="mean corrupted top-1 (fraction)", xlim=(0, 1.02),
            ylim=(0, 1.02))
-    legend_outside(fig, ax, title="arm")
+    legend_outside(fig, ax, title="variant")
     return fig
 
 

@@ -14,7 +14,7 @@ from robustflow.data.backgrounds import VARIATIONS
 from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside
 from robustflow.saliency import overlay_image
 from robustflow.stats import t_interval
-from robustflow.studies.background_study import GAP_COLUMNS, GAP_LABELS
+from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
 
 
 def _variation_bars(accuracy: pd.DataFrame, value: str, ylabel: str) -> plt.Figure:

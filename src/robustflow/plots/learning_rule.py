@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from robustflow.learning_rules import METHODS
 from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style
 from robustflow.stats import mean_ci, t_interval
-from robustflow.studies.learning_rule_study import cell_id, parse_constraint_id
+from robustflow.studies.learning_rule.plan import METHODS, cell_id, parse_constraint_id
 
 OUTPUT_RATIO_LABEL = "output ratio (ratio)\nmean z_target / mean z_other"
 MARGIN_SNR_LABEL = "margin SNR (ratio)\nmean / std of z_y - z_other"

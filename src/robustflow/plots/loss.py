@@ -8,7 +8,7 @@ import seaborn as sns
 
 from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, legend_outside
 from robustflow.stats import t_interval
-from robustflow.studies.loss_study import reported_rows
+from robustflow.studies.loss.claims import reported_rows
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
     """Loss, validation top-1 and validation margin SNR against epoch."""

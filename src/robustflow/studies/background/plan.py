@@ -1,0 +1,142 @@
+"""The background study's plan (sources 002 Exp 4 and 003, Robustar): models x training methods.
+
+A variant is a model x training method (``cnn-standard``, ``cnn-paired_reg10``: paired runs
+carry their reg_coeff in the method's *label*); a run is a variant at one seed. The image set
+is built once; TracIn runs for the runs of ``influence.seeds``; one saliency grid and one
+influence grid per model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustflow.config import check_devices, check_model
+from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET
+
+SECTION = "background_study"
+FIGURES = ("accuracy_per_variation", "gap_per_method", "foreground_share")
+GRIDS = ("saliency_grid", "influence_grid")
+METHODS = ("standard", "mixed_rand", "paired")
+STUDY_DIR = "results/background_study"
+GAP_COLUMNS = {
+    "gap_original_minus_mixed_rand": ("original", "mixed_rand"),
+    "bg_gap_mixed_same_minus_mixed_rand": ("mixed_same", "mixed_rand"),
+}
+GAP_LABELS = {
+    "gap_original_minus_mixed_rand": "source 002 gap: original - mixed_rand",
+    "bg_gap_mixed_same_minus_mixed_rand": "BG-Gap (challenge): mixed_same - mixed_rand",
+}
+
+
+def method_label(method: str, reg_coeff: float | None) -> str:
+    """The name a training method goes by in tables and figures (paired runs carry their reg_coeff)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return f"paired_reg{reg_coeff:g}" if method == "paired" else method
+
+
+def variants(config: dict) -> list[dict]:
+    study = config[SECTION]
+    return [{"variant": f"{model['id']}-{method_label(method, reg_coeff)}", "model": model["id"], "method": method,
+             "reg_coeff": reg_coeff, "pair_mode": study["pair_mode"] if method == "paired" else None,
+             "label": method_label(method, reg_coeff)}
+            for model in study["models"] for method in study["methods"]
+            for reg_coeff in (study["reg_coeffs"] if method == "paired" else [None])]
+
+
+def runs(config: dict) -> list[dict]:
+    return [{"run": f"{variant['variant']}-s{seed}", **variant, "seed": int(seed)}
+            for variant in variants(config) for seed in config[SECTION]["seeds"]]
+
+
+def influence_runs(config: dict) -> list[dict]:
+    """The runs whose TracIn influence is computed: those of ``influence.seeds``."""
+    seeds = set(config[SECTION]["influence"]["seeds"])
+    return [run for run in runs(config) if run["seed"] in seeds]
+
+
+def saliency_grid_runs(config: dict, model: str) -> list[str]:
+    """Every training method of ``model`` at the first seed, side by side in one grid."""
+    first_seed = config[SECTION]["seeds"][0]
+    return [run["run"] for run in runs(config) if run["model"] == model and run["seed"] == first_seed]
+
+
+def influence_grid_run(config: dict, model: str) -> list[str]:
+    """The run whose TracIn proponents are drawn: standard training if swept (it is the one
+    expected to lean on backgrounds), else the first method; at the first influence seed."""
+    seed = config[SECTION]["influence"]["seeds"][0]
+    candidates = [run for run in influence_runs(config) if run["model"] == model and run["seed"] == seed]
+    standard = [run for run in candidates if run["method"] == "standard"]
+    return [run["run"] for run in (standard or candidates)[:1]]
+
+
+def _model(config: dict, model_id: str) -> dict:
+    """The entry of ``model_id`` less its id (the run record names the model)."""
+    spec = next(spec for spec in config[SECTION]["models"] if spec["id"] == model_id)
+    return {k: v for k, v in spec.items() if k != "id"}
+
+
+def job_config(config: dict, step: str, job: dict | None = None) -> dict:
+    """What one job of ``step`` reads: the image set its source; a run's jobs the device and their
+    model; training the training block; evaluation, influence and aggregation their own keys."""
+    study = config[SECTION]
+    if step == "generate_set":
+        return {SECTION: {"source": study["source"], study["source"]: study[study["source"]]}}
+    run_model = {"device": config["device"]}
+    if step == "train":
+        return {**run_model, SECTION: {"training": study["training"], "models": [_model(config, job["model"])]}}
+    if step == "evaluate":
+        return {**run_model, SECTION: {"saliency_samples": study["saliency_samples"],
+                                       "training": {"eval_batch_size": study["training"]["eval_batch_size"]},
+                                       "models": [_trained_model(config, job["model"])]}}
+    if step == "influence":
+        influence = {k: study["influence"][k] for k in ("n_test", "top_k")}
+        return {**run_model, SECTION: {"influence": influence, "models": [_trained_model(config, job["model"])]}}
+    if step == "aggregate":
+        challenge = study["source"] == "bg_challenge"  # only then are source 002's numbers compared
+        keys = ("id", "name", "pretrained") if challenge else ("id", "name")
+        subset = {"source": study["source"], "models": [{k: spec[k] for k in keys} for spec in study["models"]]}
+        if challenge:
+            subset["training"] = {"epochs": study["training"]["epochs"]}
+        return {SECTION: subset}
+    if step in ("figure", *GRIDS):
+        return {}
+    raise KeyError(f"background study has no step {step!r}")
+
+
+def _trained_model(config: dict, model_id: str) -> dict:
+    """A trained model's entry: its architecture; its weights come from the run's model file."""
+    spec = _model(config, model_id)
+    return {k: spec[k] for k in ("name", "kwargs")}
+
+
+def targets(config: dict) -> list[str]:
+    models = [spec["id"] for spec in config[SECTION]["models"]]
+    return [*(f"results/figures/background_{figure}.{ext}" for figure in FIGURES for ext in ("pdf", "png")),
+            *(f"results/figures/background_{grid}_{model}.{ext}"
+              for grid in GRIDS for model in models for ext in ("pdf", "png")),
+            "results/tables/background_summary.csv", "results/tables/background_gap_summary.csv",
+            "results/tables/background_claims.csv"]
+
+
+def check(config: dict) -> list[str]:
+    study = config[SECTION]
+    problems = []
+    ids = [model["id"] for model in study["models"]]
+    if len(set(ids)) < len(ids):
+        problems.append(f"config key '{SECTION}.models': model ids must be unique, got {ids}")
+    for index, model in enumerate(study["models"]):
+        problems += check_model(model, f"{SECTION}.models[{index}]")
+    problems += check_devices(study["training"], study["resources"], f"{SECTION}.training")
+    unknown_seeds = sorted(set(study["influence"]["seeds"]) - set(study["seeds"]))
+    if unknown_seeds:
+        problems.append(f"config key '{SECTION}.influence.seeds': {unknown_seeds} not in "
+                        f"{SECTION}.seeds {study['seeds']}")
+    if study["source"] == "bg_challenge":
+        root = Path(study["bg_challenge"]["root"])
+        for needed in (root / "original" / "train", root / "original" / "val"):
+            if not needed.is_dir():
+                problems.append(f"config key '{SECTION}.bg_challenge.root': {needed} does not exist "
+                                f"(root = {root}). {BG_CHALLENGE_HOW_TO_GET} Or set {SECTION}.source to generated.")
+                break
+    return problems
