@@ -6,16 +6,19 @@ from scipy import stats as scipy_stats
 
 from robustflow.claims import (
     COLUMNS,
-    LEARNING_RULE_CLAIMS,
     Claim,
     claims_markdown,
-    claims_table,
     judge,
+    verdict_table,
 )
+from robustflow.studies.learning_rule.claims import CLAIMS
+
+# The source's own (magnitude) claims; the directional ones are judged on any task.
+LEARNING_RULE_CLAIMS = tuple(item.claim for item in CLAIMS if not item.directional)
 
 
 def _claim(kind="value", claimed=274.17, rel_tol=None):
-    return Claim("c1", "seed 000", "a statement", "output_ratio", claimed, kind, rel_tol)
+    return Claim("c1", "source 000", "a statement", "output_ratio", claimed, kind, rel_tol)
 
 
 def test_interval_is_the_student_t_interval():
@@ -120,12 +123,12 @@ def test_claim_validation():
         _claim(claimed=math.nan)
 
 
-def test_claims_table_and_markdown():
+def test_verdict_table_and_markdown():
     rows = [
         judge(_claim(claimed=2.0), [1.9, 2.1, 2.0], comparable=True),
-        judge(Claim("c2", "seed 000", "a | b", "m", 1.0, "value"), [1.0], comparable=True),
+        judge(Claim("c2", "source 000", "a | b", "m", 1.0, "value"), [1.0], comparable=True),
     ]
-    df = claims_table(rows)
+    df = verdict_table(rows)
     assert list(df.columns) == list(COLUMNS) and len(df) == 2
     text = claims_markdown(df)
     lines = text.strip().split("\n")
@@ -134,13 +137,13 @@ def test_claims_table_and_markdown():
     assert all(line.count("|") - line.count("\\|") == len(COLUMNS) + 1 for line in lines)
     assert "a \\| b" in lines[3] and "n/a" in lines[3] and "inconclusive" in lines[3]
     with pytest.raises(ValueError, match="lacks columns"):
-        claims_table([{"claim_id": "x"}])
+        verdict_table([{"claim_id": "x"}])
 
 
-def test_learning_rule_claims_are_consistent_with_the_seed():
+def test_learning_rule_claims_are_consistent_with_the_source():
     by_id = {c.claim_id: c for c in LEARNING_RULE_CLAIMS}
     assert len(by_id) == len(LEARNING_RULE_CLAIMS) == 11
-    assert all(c.source == "seed 000" for c in LEARNING_RULE_CLAIMS)
+    assert all(c.source == "source 000" for c in LEARNING_RULE_CLAIMS)
     hebbian = by_id["hebbian_snr"].claimed
     assert hebbian == 274.17 and by_id["sgd_mse_snr"].claimed == 2.05
     assert by_id["hebbian_vs_sgd_snr_ratio"].claimed == pytest.approx(hebbian / 2.05, rel=0.01)
@@ -150,4 +153,4 @@ def test_learning_rule_claims_are_consistent_with_the_seed():
         change = by_id[f"hebbian_constraint_{name}_change"]
         assert change.kind == "relative_change"
         assert change.claimed == pytest.approx(snr / hebbian - 1, abs=1e-3)
-    assert isinstance(claims_table([]), pd.DataFrame)
+    assert isinstance(verdict_table([]), pd.DataFrame)

@@ -6,15 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robustflow.config import (
-    ConfigError,
-    background_job_config,
-    load_schema,
-    loss_job_config,
-    loss_study_runs,
-    run_record,
-    validate_config,
-)
+import pandas as pd
+
+from robustflow.config import ConfigError, load_schema, validate_config
+from robustflow.studies import validate
+from robustflow.studies.background import plan as background_plan
+from robustflow.studies.loss import plan as loss_plan
 from tests.fixtures import write_bg_challenge_fixture, write_cifar10_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,23 +23,23 @@ def default_config() -> dict:
 
 
 def test_default_config_is_valid_and_defaults_are_filled():
-    config = validate_config(default_config(), SCHEMA)
+    config = validate(default_config(), SCHEMA)
     assert config["loss_study"]["training"]["step_gamma"] == 0.1  # not in config.yaml: schema default
     assert config["datasets"]["cifar10"]["root"] == "data/cifar10"
     assert config["loss_study"]["model"]["pretrained"] is False
 
 
 def test_empty_config_gets_every_default():
-    config = validate_config({}, SCHEMA)
+    config = validate({}, SCHEMA)
     assert config["loss_study"]["dataset"] == "digits"
     assert config["noise_suite"]["levels"] == [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]
-    assert len(loss_study_runs(config)) > 0
+    assert len(loss_plan.runs(config)) > 0
 
 
 def test_validation_does_not_modify_its_input():
     config = default_config()
     before = copy.deepcopy(config)
-    validate_config(config, SCHEMA)
+    validate(config, SCHEMA)
     assert config == before
 
 
@@ -89,14 +86,14 @@ BAD_CONFIGS = [
 @pytest.mark.parametrize("key, value, expected", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
 def test_bad_config_is_rejected_naming_the_key(key, value, expected):
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
-        validate_config(_set(default_config(), key, value), SCHEMA)
+        validate(_set(default_config(), key, value), SCHEMA)
 
 
 def test_missing_cifar10_names_the_path(tmp_path):
     config = _set(default_config(), "loss_study.dataset", "cifar10")
     _set(config, "datasets.cifar10.root", str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError) as error:
-        validate_config(config, SCHEMA)
+        validate(config, SCHEMA)
     message = str(error.value)
     assert "loss_study.dataset" in message
     assert str(tmp_path / "nowhere") in message
@@ -107,12 +104,17 @@ def test_present_cifar10_passes(tmp_path):
     write_cifar10_fixture(tmp_path)
     config = _set(default_config(), "loss_study.dataset", "cifar10")
     _set(config, "datasets.cifar10.root", str(tmp_path))
-    assert validate_config(config, SCHEMA)["loss_study"]["dataset"] == "cifar10"
+    assert validate(config, SCHEMA)["loss_study"]["dataset"] == "cifar10"
+
+
+def loss_run_table(config: dict) -> pd.DataFrame:
+    """The loss study's run table as a frame indexed by run id."""
+    return pd.DataFrame(loss_plan.runs(config)).set_index("run", drop=False)
 
 
 def test_run_table_expands_blocks_times_seeds():
-    config = validate_config(default_config(), SCHEMA)
-    runs = loss_study_runs(config)
+    config = validate(default_config(), SCHEMA)
+    runs = loss_run_table(config)
     variants = set(runs["variant"])
     assert variants == {
         "ce", "label_smoothing", "focal", "combined-lam1",
@@ -125,39 +127,41 @@ def test_run_table_expands_blocks_times_seeds():
 
 
 def test_run_ids_are_stable_and_drop_unused_lambda():
-    config = validate_config(
+    config = validate(
         {"loss_study": {"seeds": [7], "sweep": [{"loss": ["ce", "margin"], "margin_lambda": [1, 2]}]}},
         SCHEMA,
     )
-    runs = loss_study_runs(config)
+    runs = loss_plan.runs(config)
     # ce ignores lambda, so the two lambdas collapse into one ce run.
-    assert list(runs.index) == ["ce-s7", "margin-lam1-s7", "margin-lam2-s7"]
-    record = run_record(runs, "ce-s7")
+    assert [run["run"] for run in runs] == ["ce-s7", "margin-lam1-s7", "margin-lam2-s7"]
+    record = next(run for run in runs if run["run"] == "ce-s7")
     assert record["margin_lambda"] is None and record["seed"] == 7 and type(record["seed"]) is int
 
 
 def test_job_config_excludes_sweep_so_new_seeds_keep_old_models():
-    config = validate_config(default_config(), SCHEMA)
+    config = validate(default_config(), SCHEMA)
     more_seeds = copy.deepcopy(config)
     more_seeds["loss_study"]["seeds"] = [0, 1, 2, 3]
-    assert loss_job_config(config) == loss_job_config(more_seeds)
-    assert "noise_suite" in loss_job_config(config, noise_suite=True)
+    for run in loss_plan.runs(config):
+        for step in ("train", "evaluate"):
+            assert loss_plan.job_config(config, step, run) == loss_plan.job_config(more_seeds, step, run)
+        assert "noise_suite" in loss_plan.job_config(config, "evaluate", run)
 
 
 def test_pretrained_without_weights_names_the_file_key(tmp_path):
     config = _set(default_config(), "loss_study.model.pretrained", True)
     _set(config, "loss_study.model.pretrained_file", str(tmp_path / "weights.pth"))
     with pytest.raises(ConfigError, match=r"loss_study\.model\.pretrained_file"):
-        validate_config(config, SCHEMA)
+        validate(config, SCHEMA)
 
 
 def test_more_data_parallel_processes_than_gpus_is_rejected():
     config = _set(default_config(), "loss_study.training.devices", 2)
     _set(config, "loss_study.resources.gpu", 1)
     with pytest.raises(ConfigError, match=r"loss_study\.training\.devices"):
-        validate_config(config, SCHEMA)
+        validate(config, SCHEMA)
     _set(config, "loss_study.resources.gpu", 0)  # CPU data parallelism (gloo) needs no GPU
-    assert validate_config(config, SCHEMA)["loss_study"]["training"]["devices"] == 2
+    assert validate(config, SCHEMA)["loss_study"]["training"]["devices"] == 2
 
 
 def test_timm_pretrained_model_without_weights_names_the_file_key(tmp_path):
@@ -165,41 +169,85 @@ def test_timm_pretrained_model_without_weights_names_the_file_key(tmp_path):
     config["architecture_study"]["models"][0].update(
         name="resnet18", pretrained_source="timm", pretrained_file=str(tmp_path / "resnet18.safetensors"))
     with pytest.raises(ConfigError, match=r"architecture_study\.models\[0\]\.pretrained_file"):
-        validate_config(config, SCHEMA)
+        validate(config, SCHEMA)
 
 
 def test_folder_task_without_folder_names_the_key(tmp_path):
     config = _set(default_config(), "learning_rule_study.task.source", "folder")
     _set(config, "learning_rule_study.task.root", str(tmp_path / "road"))
     with pytest.raises(ConfigError, match=r"learning_rule_study\.task\.root"):
-        validate_config(config, SCHEMA)
+        validate(config, SCHEMA)
 
 
 def test_bg_challenge_source_without_the_release_names_the_key(tmp_path):
     config = _set(default_config(), "background_study.source", "bg_challenge")
     _set(config, "background_study.bg_challenge.root", str(tmp_path / "bg_challenge"))
     with pytest.raises(ConfigError) as error:
-        validate_config(config, SCHEMA)
+        validate(config, SCHEMA)
     message = str(error.value)
     assert "background_study.bg_challenge.root" in message and str(tmp_path / "bg_challenge") in message
     assert "MadryLab/backgrounds_challenge" in message
     write_bg_challenge_fixture(tmp_path / "bg_challenge")
-    assert validate_config(config, SCHEMA)["background_study"]["source"] == "bg_challenge"
+    assert validate(config, SCHEMA)["background_study"]["source"] == "bg_challenge"
 
 
 def test_background_models_get_model_defaults():
     config = _set(default_config(), "background_study.models", [{"id": "tiny", "name": "small_cnn"}])
-    model = validate_config(config, SCHEMA)["background_study"]["models"][0]
+    model = validate(config, SCHEMA)["background_study"]["models"][0]
     assert model == {"id": "tiny", "name": "small_cnn", "kwargs": {}, "pretrained": False, "pretrained_file": None}
 
 
 def test_background_job_config_excludes_the_run_grid():
-    config = validate_config(default_config(), SCHEMA)
+    config = validate(default_config(), SCHEMA)
     wider = copy.deepcopy(config)
     wider["background_study"]["seeds"] = [0, 1, 2, 3]
     wider["background_study"]["reg_coeffs"] = [0, 1, 10, 100]
-    assert background_job_config(config) == background_job_config(wider)
+    runs = background_plan.runs(config)
+
+    def run_job_configs(cfg):
+        return [background_plan.job_config(cfg, step, run) for run in runs for step in ("train", "evaluate", "influence")]
+
+    assert run_job_configs(config) == run_job_configs(wider)
     wider["background_study"]["training"]["epochs"] = 1
-    assert background_job_config(config) != background_job_config(wider)
+    assert all(background_plan.job_config(config, "train", run) != background_plan.job_config(wider, "train", run)
+               for run in runs)
     # Retraining never regenerates the image set.
-    assert background_job_config(config, dataset_only=True) == background_job_config(wider, dataset_only=True)
+    assert background_plan.job_config(config, "generate_set") == background_plan.job_config(wider, "generate_set")
+
+
+def test_problems_in_several_studies_are_reported_at_once():
+    config = _set(default_config(), "loss_study.baseline", "hinge")
+    _set(config, "architecture_study.cifar10c.corruptions", ["gaussian_noise", "acid_rain"])
+    _set(config, "architecture_study.models.1.id", "cnn")
+    validate_config(config, SCHEMA)  # the schema alone has nothing against it: these are the studies' checks
+    with pytest.raises(ConfigError) as error:
+        validate(config, SCHEMA)
+    message = str(error.value)
+    for key, detail in (("loss_study.baseline", "hinge"),
+                        ("architecture_study.cifar10c.corruptions", "acid_rain"),
+                        ("architecture_study.models", "model ids must be unique")):
+        line = next((line for line in message.splitlines() if f"'{key}'" in line), None)
+        assert line is not None, f"{key} not named in:\n{message}"
+        assert detail in line
+
+
+def test_light_catalogs_match_the_libraries_they_stand_for():
+    from torchvision.datasets import CIFAR10
+
+    from robustflow.data_files import CIFAR10_FILES, CIFAR10_FOLDER, CIFAR10_URL
+    from robustflow.model_catalog import MODEL_NAMES
+    from robustflow.models import list_models
+
+    assert CIFAR10_FILES == (CIFAR10.meta["filename"], *(name for name, _ in CIFAR10.train_list),
+                             *(name for name, _ in CIFAR10.test_list))
+    assert CIFAR10_FOLDER == CIFAR10.base_folder and CIFAR10_URL == CIFAR10.url
+    assert len(set(MODEL_NAMES)) == len(MODEL_NAMES)
+    assert sorted(MODEL_NAMES) == sorted(list_models())
+
+
+def test_train_settings_reject_a_key_that_is_no_setting():
+    from robustflow.training import TrainSettings
+
+    assert TrainSettings.from_config({"epochs": 3}, seed=1).epochs == 3
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        TrainSettings.from_config({"epochs": 3, "warmup_epochs": 2})

@@ -15,12 +15,12 @@ from robustflow.data import (
     DatasetNotFoundError,
     ImageSplits,
     channel_stats,
-    cifar10_missing_files,
     load_cifar10,
     load_dataset,
     load_digits,
     stratified_split,
 )
+from robustflow.data_files import cifar10_missing_files
 from tests.fixtures import CIFAR10_CLASS_NAMES, write_cifar10_fixture
 
 

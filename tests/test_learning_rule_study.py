@@ -6,21 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustflow.claims import LEARNING_RULE_CLAIMS, VERDICTS
-from robustflow.learning_rules import METHODS
+from robustflow.claims import VERDICTS
+from robustflow.jobs import files
 from robustflow.plots.learning_rule import FIGURES
 from robustflow.plots.style import save_figure
-from robustflow.studies.learning_rule_study import (
-    DIRECTIONAL_CLAIMS,
-    aggregate,
-    cell_id,
-    constraint_id,
-    learning_rule_claims,
-    load_task,
-    parse_cell_id,
-    parse_constraint_id,
-    run_cell,
-)
+from robustflow.studies.learning_rule import plan, steps
+from robustflow.studies.learning_rule.claims import CLAIMS, claims_table
+from robustflow.studies.learning_rule.plan import METHODS, cell_id, constraint_id, parse_cell_id, parse_constraint_id
+from robustflow.studies.learning_rule.steps import load_task
 
 CONSTRAINTS = [None, [0, 0.5]]
 SEEDS = [0, 1]
@@ -54,8 +47,11 @@ def _cell_paths(root, method, constraint):
 
 
 def _run(config, root, method, constraint):
+    """Run the cell ``method`` x ``constraint`` of the study section ``config`` as its job would."""
     paths = _cell_paths(root, method, constraint)
-    run_cell(config, method, constraint, paths["metrics"], paths["noise"], paths["sweep"], paths["weights"])
+    full = {"learning_rule_study": config}
+    job = next(cell for cell in plan.variants(full) if cell["variant"] == cell_id(method, constraint))
+    steps.cell(plan.job_config(full, "cell", job), job, files(), files(**paths))
     return paths
 
 
@@ -78,10 +74,11 @@ def aggregated(study, tmp_path_factory):
     _, cells, _ = study
     out = tmp_path_factory.mktemp("aggregated")
     names = ("metrics", "noise", "sweep", "summary", "claims")
-    outputs = {f"{name}_out": out / f"{name}.csv" for name in names}
-    aggregate([p["metrics"] for p in cells.values()], [p["noise"] for p in cells.values()],
-              [p["sweep"] for p in cells.values()], **outputs, claims_md_out=out / "claims.md",
-              dataset_label="digits 0 vs 1", comparable=False)
+    outputs = files(**{name: out / f"{name}.csv" for name in names}, claims_md=out / "claims.md")
+    inputs = files(**{kind: [p[kind] for p in cells.values()] for kind in ("metrics", "noise", "sweep")})
+    # The task is digits 0 vs 1, not the source's road images: only the directional claims are comparable.
+    config = plan.job_config({"learning_rule_study": _study_config()}, "aggregate")
+    steps.aggregate(config, {}, inputs, outputs)
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in names}
     return tables, out / "claims.md"
 
@@ -229,7 +226,9 @@ def test_aggregate_summary_is_the_mean_over_seeds(aggregated):
 def test_aggregate_claims_table_judges_every_claim(aggregated):
     tables, markdown = aggregated
     claims = tables["claims"].set_index("claim_id")
-    expected_ids = [c.claim_id for c in (*LEARNING_RULE_CLAIMS, *DIRECTIONAL_CLAIMS)]
+    # The source's magnitudes, then the directional claims.
+    expected_ids = [item.claim.claim_id for directional in (False, True) for item in CLAIMS
+                    if item.directional == directional]
     assert list(claims.index) == expected_ids
     assert set(claims["verdict"]) <= set(VERDICTS)
     assert claims["reason"].fillna("").str.len().gt(0).all()
@@ -256,7 +255,7 @@ def test_nan_output_ratio_of_signed_sgd_outputs_gets_a_reason(aggregated):
     # What signed SGD outputs give (see the output_ratio check in the run_cell test).
     metrics.loc[metrics["method"] == "sgd_mse", "output_ratio"] = math.nan
     for comparable in (True, False):
-        claims = learning_rule_claims(metrics, dataset_label="digits", comparable=comparable).set_index("claim_id")
+        claims = claims_table(metrics, dataset_label="digits", comparable=comparable).set_index("claim_id")
         for claim_id in ("sgd_mse_snr", "hebbian_vs_sgd_snr_ratio", "hebbian_vs_sgd_snr_higher"):
             row = claims.loc[claim_id]
             assert row["verdict"] == ("inconclusive" if comparable or claim_id.endswith("higher")
