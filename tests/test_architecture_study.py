@@ -9,13 +9,17 @@ import pytest
 import torch
 
 from robustflow.claims import VERDICTS
+from robustflow.config import ConfigError, load_schema
 from robustflow.corruptions import SEVERITIES
 from robustflow.data.cifar10c import check_cifar10c, load_cifar10c
+from robustflow.jobs import files
 from robustflow.plots.architecture import FIGURES
+from robustflow.studies import STUDIES, validate
+from robustflow.studies.architecture import claims, plan, steps
 from robustflow.training import predict_logits
-from robustflow.studies import architecture_study as study
 from tests.fixtures import write_cifar10_fixture
 
+SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
 CORRUPTIONS = ["gaussian_noise", "contrast"]
 TRAINING = dict(epochs=1, batch_size=128, optimizer="adamw", lr=1e-3, momentum=0.9, weight_decay=5e-4,
                 schedule="cosine", step_size=10, step_gamma=0.1, crop_padding=0, flip=False, eval_batch_size=512)
@@ -27,12 +31,17 @@ def tiny_config(dataset: str = "digits", cifar10_root: str | None = None, cifar1
                 "pretrained_source": "source_task", "pretrained_file": None,
                 "training": {"scratch": dict(TRAINING), "pretrained": dict(TRAINING)}}
 
+    cifar10 = {"split_seed": 0, "val_fraction": 0.1, "verify_md5": False}
+    if cifar10_root is not None:  # the schema's root is a string; unset, the default fills it
+        cifar10["root"] = cifar10_root
     return {
         "device": "cpu",
         "datasets": {
             "digits": {"split_seed": 0, "val_fraction": 0.15, "test_fraction": 0.15},
-            "cifar10": {"root": cifar10_root, "split_seed": 0, "val_fraction": 0.1, "verify_md5": False},
+            "cifar10": cifar10,
         },
+        # only this study is switched on, so validation runs only its checks
+        **{section: {"enabled": False} for section in STUDIES if section != plan.SECTION},
         "architecture_study": {
             "enabled": True, "dataset": dataset, "seeds": [0], "baseline": "cnn-scratch", "eval_batch_size": 512,
             "cifar10c": {"root": cifar10c_root, "corruptions": CORRUPTIONS, "seed": 7},
@@ -46,48 +55,57 @@ def tiny_config(dataset: str = "digits", cifar10_root: str | None = None, cifar1
     }
 
 
+def prepare(config: dict, manifest: Path) -> Path:
+    """The prepare_cifar10c step as Snakemake calls it; returns the manifest it wrote."""
+    steps.prepare_cifar10c(plan.job_config(config, "prepare_cifar10c"), {}, files(), files(manifest=manifest))
+    return manifest
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """Every DAG step once on the tiny config; returns the config and the output folder."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("architecture")
-    config = tiny_config()
-    manifest = study.prepare_cifar10c(config, out / "cifar10c")
+    config = validate(tiny_config(), SCHEMA)
+    manifest = prepare(config, out / "cifar10c" / "manifest.json")
     for model_id in ("cnn", "vit"):
-        study.pretrain_source(config, model_id, 0, out / f"source_{model_id}.pt", out / f"source_{model_id}.csv",
-                              out / "ckpt" / f"source_{model_id}", progress=False)
+        job = {"model": model_id, "seed": 0}
+        steps.pretrain(plan.job_config(config, "pretrain", job), job, files(),
+                       files(model=out / f"source_{model_id}.pt", history=out / f"source_{model_id}.csv"))
     paths = {"history": [], "test": [], "robustness": [], "finetune": []}
-    for run in study.architecture_runs(config).to_dict("records"):
+    for run in plan.runs(config):
         name = run["run"]
-        source = out / f"source_{run['model']}.pt" if run["init"] == "pretrained" else None
-        study.train_model(config, run, out / f"{name}.pt", out / f"{name}_history.csv", out / f"{name}_test.csv",
-                          out / "ckpt" / name, pretrained_path=source, progress=False)
-        study.evaluate_corruptions(config, run, out / f"{name}.pt", manifest, out / f"{name}_robustness.csv")
-        for group in study.finetune_groups(config):
-            study.finetune_corruptions(config, run, out / f"{name}.pt", manifest, group,
-                                       out / f"{name}_{group}_finetune.csv", out / "ckpt" / f"ft_{name}",
-                                       progress=False)
+        pretrained = out / f"source_{run['model']}.pt" if plan.needs_source_task(config, run) else []
+        steps.train(plan.job_config(config, "train", run), run, files(pretrained=pretrained),
+                    files(model=out / f"{name}.pt", history=out / f"{name}_history.csv", test=out / f"{name}_test.csv"))
+        steps.evaluate(plan.job_config(config, "evaluate", run), run,
+                       files(model=out / f"{name}.pt", manifest=manifest),
+                       files(robustness=out / f"{name}_robustness.csv"))
+        for group in plan.finetune_groups(config):
+            job = {**run, "group": group}
+            steps.finetune(plan.job_config(config, "finetune", job), job,
+                           files(model=out / f"{name}.pt", manifest=manifest),
+                           files(finetune=out / f"{name}_{group}_finetune.csv"))
             paths["finetune"].append(out / f"{name}_{group}_finetune.csv")
         for kind in ("history", "test", "robustness"):
             paths[kind].append(out / f"{name}_{kind}.csv")
     outputs = {k: out / f"all_{k}.csv" for k in
                ("history", "robustness", "finetune", "runs", "corruption_errors", "summary", "claims")}
-    study.aggregate(config, paths["history"], paths["test"], paths["robustness"], paths["finetune"],
-                    *outputs.values())
+    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**paths), files(**outputs))
     return config, out, manifest, {k: pd.read_csv(v) for k, v in outputs.items()}
 
 
 def test_runs_cover_models_times_inits():
-    runs = study.architecture_runs(tiny_config())
+    runs = pd.DataFrame(plan.runs(tiny_config())).set_index("run", drop=False)
     assert sorted(runs.index) == ["cnn-pt-s0", "cnn-scratch-s0", "vit-pt-s0", "vit-scratch-s0"]
     assert set(runs["init"]) == {"scratch", "pretrained"}
 
 
 def test_prepare_generates_the_layout_from_the_test_split(pipeline):
     config, _, manifest, _ = pipeline
-    root = study.cifar10c_root(manifest)
+    root = steps.cifar10c_root(manifest)
     check_cifar10c(root, CORRUPTIONS)
-    data = study.study_data(config)
+    data = steps.study_data(config)
     images, labels = load_cifar10c(root, "gaussian_noise", 3)
     assert torch.equal(labels, data.test_y)
     assert images.shape == data.test_x.shape and not torch.equal(images, data.test_x)
@@ -101,56 +119,56 @@ def test_prepare_uses_official_files_when_present(tmp_path):
     write_cifar10_fixture(cifar_root, n_per_batch=20, n_test=20)
     official = tmp_path / "CIFAR-10-C"
     official.mkdir()
-    config = tiny_config("cifar10", str(cifar_root), str(official))
-    test_y = study.study_data(config).test_y.numpy()
+    config = validate(tiny_config("cifar10", str(cifar_root), str(official)), SCHEMA)
+    test_y = steps.study_data(config).test_y.numpy()
     np.save(official / "labels.npy", np.tile(test_y, 5))
     rng = np.random.default_rng(0)
     for name in CORRUPTIONS:
         np.save(official / f"{name}.npy", rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8))
-    manifest = study.prepare_cifar10c(config, tmp_path / "prepared")
-    assert study.cifar10c_root(manifest) == official.resolve()
+    manifest = prepare(config, tmp_path / "prepared" / "manifest.json")
+    assert steps.cifar10c_root(manifest) == official.resolve()
     assert not (tmp_path / "prepared" / "data").exists()
 
     np.save(official / "labels.npy", np.tile((test_y + 1) % 10, 5))
     with pytest.raises(ValueError, match="labels.npy"):
-        study.prepare_cifar10c(config, tmp_path / "prepared")
+        prepare(config, tmp_path / "prepared" / "manifest.json")
 
 
 def test_prepare_generates_for_cifar10_without_official_files(tmp_path):
     cifar_root = tmp_path / "cifar10"
     write_cifar10_fixture(cifar_root, n_per_batch=20, n_test=20)
-    config = tiny_config("cifar10", str(cifar_root), str(tmp_path / "absent"))
-    manifest = study.prepare_cifar10c(config, tmp_path / "prepared")
-    assert study.cifar10c_root(manifest) == (tmp_path / "prepared" / "data").resolve()
-    check_cifar10c(study.cifar10c_root(manifest), CORRUPTIONS)
+    config = validate(tiny_config("cifar10", str(cifar_root), str(tmp_path / "absent")), SCHEMA)
+    manifest = prepare(config, tmp_path / "prepared" / "manifest.json")
+    assert steps.cifar10c_root(manifest) == (tmp_path / "prepared" / "data").resolve()
+    check_cifar10c(steps.cifar10c_root(manifest), CORRUPTIONS)
 
 
 @pytest.mark.parametrize("n", [20, 270, 10000])
 def test_finetune_split_is_first_90_percent_and_last_10_percent(n):
-    train, val, test = study.finetune_split(n, seed=0)
+    train, val, test = steps.finetune_split(n, seed=0)
     n_trainval = n * 9 // 10
     assert test.tolist() == list(range(n_trainval, n))
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(n_trainval))
     assert len(val) == round(n_trainval / 10)
-    again = study.finetune_split(n, seed=0)
+    again = steps.finetune_split(n, seed=0)
     assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again))
 
 
 def test_source_task_keeps_only_its_classes_renumbered():
-    data = study.study_data(tiny_config())
-    source = study.source_task_data(data, [3, 7])
+    data = steps.study_data(tiny_config())
+    source = steps.source_task_data(data, [3, 7])
     assert source.num_classes == 2 and len(source.test_y) == 0
     expected = data.train_x[(data.train_y == 3) | (data.train_y == 7)]
     assert torch.equal(source.train_x, expected)
     assert torch.equal(source.train_y, (data.train_y[(data.train_y == 3) | (data.train_y == 7)] == 7).long())
     with pytest.raises(ValueError, match="source_task.classes"):
-        study.source_task_data(data, [3, 10])
+        steps.source_task_data(data, [3, 10])
 
 
 def test_pretrained_arm_starts_from_the_source_weights(pipeline):
     config, out, _, _ = pipeline
     source = torch.load(out / "source_cnn.pt", weights_only=False)
-    model = study.build_model(config, "cnn", 10, 32, seed=0, pretrained_file=out / "source_cnn.pt", pretrained=True)
+    model = steps.build_model(config, "cnn", 10, 32, seed=0, pretrained_file=out / "source_cnn.pt", pretrained=True)
     state = model.state_dict()
     assert state["head.weight"].shape == (10, source["head.weight"].shape[1])  # new head for 10 classes
     for key, value in source.items():
@@ -161,8 +179,8 @@ def test_pretrained_arm_starts_from_the_source_weights(pipeline):
 def test_resized_input_feeds_the_model_its_own_size():
     config = tiny_config()
     config["architecture_study"]["models"][1]["input_size"] = 16
-    model = study.build_model(config, "vit", 10, 32, seed=0)
-    assert isinstance(model, study.ResizedInput)
+    model = steps.build_model(config, "vit", 10, 32, seed=0)
+    assert isinstance(model, steps.ResizedInput)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
@@ -196,11 +214,11 @@ def test_finetuning_rows_per_corruption_and_severity(pipeline):
     np.testing.assert_allclose(finetune["top1_improvement"], finetune["top1"] - finetune["top1_before"])
     # "before" is the Exp 1 model on exactly the last 10% of each severity block
     config, _, manifest, _ = pipeline
-    model = study.build_model(config, "cnn", 10, 32, seed=0)
+    model = steps.build_model(config, "cnn", 10, 32, seed=0)
     model.load_state_dict(torch.load(out / "cnn-pt-s0.pt", weights_only=False)["state"])
-    data = study.study_data(config)
+    data = steps.study_data(config)
     for row in finetune.itertuples():
-        images, labels = load_cifar10c(study.cifar10c_root(manifest), row.corruption, row.severity)
+        images, labels = load_cifar10c(steps.cifar10c_root(manifest), row.corruption, row.severity)
         logits = predict_logits(model, images[243:], data.mean, data.std)
         assert row.top1_before == pytest.approx(float((logits.argmax(1) == labels[243:]).double().mean()))
 
@@ -208,27 +226,30 @@ def test_finetuning_rows_per_corruption_and_severity(pipeline):
 def test_finetune_groups_by_corruption():
     config = tiny_config()
     config["architecture_study"]["finetune"]["group_by"] = "corruption"
-    assert study.finetune_groups(config) == {c: [c] for c in CORRUPTIONS}
+    assert plan.finetune_groups(config) == {c: [c] for c in CORRUPTIONS}
+    job = {**plan.runs(config)[0], "group": "all"}
     with pytest.raises(ValueError, match="group"):
-        study.finetune_corruptions(config, {}, "m.pt", "manifest.json", "all", "out.csv", "ckpt")
+        steps.finetune(plan.job_config(config, "finetune", job), job, files(model="m.pt", manifest="manifest.json"),
+                       files(finetune="out.csv"))
+    # a fine-tuning corruption without CIFAR-10-C files is refused when the config is checked
     config["architecture_study"]["finetune"]["corruptions"] = ["fog"]
-    with pytest.raises(ValueError, match="finetune.corruptions \\['fog'\\]"):
-        study.finetune_groups(config)
+    with pytest.raises(ConfigError, match="finetune.corruptions': \\['fog'\\]"):
+        validate(config, SCHEMA)
 
 
 def test_aggregate_tables_and_claims(pipeline):
     _, _, _, tables = pipeline
-    runs = tables["runs"].set_index("arm")
+    runs = tables["runs"].set_index("variant")
     assert sorted(runs.index) == ["cnn-pt", "cnn-scratch", "vit-pt", "vit-scratch"]
     assert runs.loc["cnn-scratch", "mce"] == pytest.approx(1.0)
     np.testing.assert_allclose(runs["mean_c_top1"], 1 - runs["mean_error"])
     assert len(tables["summary"]) == 4
-    claims = tables["claims"]
-    assert set(claims["verdict"]) <= set(VERDICTS)
-    numeric = claims[claims["claim_id"].str.endswith("_clean_top1")]
+    table = tables["claims"]
+    assert set(table["verdict"]) <= set(VERDICTS)
+    numeric = table[table["claim_id"].str.endswith("_clean_top1")]
     assert len(numeric) == 4 and (numeric["verdict"] == "not comparable").all()
     assert numeric["reason"].str.contains("embedded default").all()
-    directional = claims.set_index("claim_id").loc[list(study.DIRECTIONAL_CLAIMS)]
+    directional = table.set_index("claim_id").loc[[claim.claim_id for claim in claims.DIRECTIONAL_CLAIMS]]
     assert (directional["verdict"] != "not comparable").all()
     assert directional.loc["pretraining_raises_corrupted_accuracy", "n"] == 2 * len(CORRUPTIONS)
 
@@ -236,7 +257,7 @@ def test_aggregate_tables_and_claims(pipeline):
 def test_every_figure_renders_with_labelled_axes(pipeline):
     config, _, _, tables = pipeline
     for name, make in FIGURES.items():
-        fig = make(tables, config)
+        fig = make(tables, plan.job_config(config, "figure", {"figure": name}))
         for ax in fig.axes:
             if ax.get_label() == "<colorbar>":
                 continue
@@ -246,9 +267,9 @@ def test_every_figure_renders_with_labelled_axes(pipeline):
 
 def test_unknown_model_id_is_named():
     with pytest.raises(ValueError, match="'resnet'"):
-        study.model_spec(tiny_config(), "resnet")
+        steps.model_spec(tiny_config(), "resnet")
 
 
 def test_missing_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest"):
-        study.cifar10c_root(Path(tmp_path) / "nope.json")
+        steps.cifar10c_root(Path(tmp_path) / "nope.json")

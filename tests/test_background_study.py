@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 
+from robustflow.config import load_schema
+from robustflow.io import checkpoint_dir
+from robustflow.jobs import files
 from robustflow.plots.background import FIGURES, influence_grid, saliency_grid
 from robustflow.plots.style import save_figure
-from robustflow.studies import background_study as study
-from robustflow.studies.background_study import GAP_COLUMNS
+from robustflow.studies import STUDIES, validate
+from robustflow.studies.background import plan, steps
+from robustflow.studies.background.plan import GAP_COLUMNS
+
+SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
 
 
 def tiny_config() -> dict:
     return {
         "device": "cpu",
+        # only this study is switched on, so validation runs only its checks
+        **{section: {"enabled": False} for section in STUDIES if section != plan.SECTION},
         "background_study": {
             "source": "generated",
             "generated": {"seed": 0, "n_classes": 3, "correlation": 0.9, "image_size": 16, "digit_size": 10},
@@ -24,7 +34,8 @@ def tiny_config() -> dict:
             "reg_coeffs": [0.0, 1.0],
             "pair_mode": "noise",
             "seeds": [0, 1],
-            "training": {"epochs": 2, "batch_size": 64, "lr": 0.005, "eval_batch_size": 256},
+            # crop_padding 0: TrainSettings' default, which these runs trained with before they were validated
+            "training": {"epochs": 2, "batch_size": 64, "lr": 0.005, "eval_batch_size": 256, "crop_padding": 0},
             "saliency_samples": 4,
             "influence": {"n_test": 3, "top_k": 2},
         },
@@ -34,31 +45,31 @@ def tiny_config() -> dict:
 @pytest.fixture(scope="module")
 def study_outputs(tmp_path_factory):
     torch.set_num_threads(1)
-    cfg = tiny_config()
+    cfg = validate(tiny_config(), SCHEMA)
     out = tmp_path_factory.mktemp("background")
     set_path = out / "set.pt"
-    study.generate_set(cfg, set_path)
-    runs = [r for r in study.study_runs(cfg) if r["model"] == "cnn" or r["method"] == "standard"]
+    steps.generate_set(plan.job_config(cfg, "generate_set"), {}, files(), files(dataset=set_path))
+    runs = [r for r in plan.runs(cfg) if r["model"] == "cnn" or r["method"] == "standard"]
     paths = {"accuracy": [], "history": [], "influence": []}
     for run in runs:
-        spec = study.model_specs(cfg)[run["model"]]
         folder = out / run["run"]
-        study.train_model(cfg, spec, run["method"], run["reg_coeff"], run["pair_mode"], run["seed"], set_path,
-                          folder / "model.pt", folder / "history.csv", folder / "checkpoints")
-        study.evaluate_model(cfg, spec, run, set_path, folder / "model.pt", folder / "accuracy.csv",
-                             folder / "saliency.npz")
-        study.influence_for_model(cfg, spec, run, set_path, folder / "model.pt", folder / "checkpoints",
-                                  folder / "influence.csv", folder / "influence.npz")
+        model = folder / "model.pt"
+        steps.train(plan.job_config(cfg, "train", run), run, files(dataset=set_path),
+                    files(model=model, history=folder / "history.csv"))
+        steps.evaluate(plan.job_config(cfg, "evaluate", run), run, files(dataset=set_path, model=model),
+                       files(accuracy=folder / "accuracy.csv", saliency=folder / "saliency.npz"))
+        steps.influence(plan.job_config(cfg, "influence", run), run, files(dataset=set_path, model=model),
+                        files(influence=folder / "influence.csv", samples=folder / "influence.npz"))
         for kind in paths:
             paths[kind].append(folder / f"{kind}.csv")
     names = ["accuracy", "history", "influence", "gaps", "summary", "gap_summary", "claims", "proponents"]
     outputs = {name: out / "agg" / f"{name}.csv" for name in names}
-    study.aggregate(paths["accuracy"], paths["history"], paths["influence"], *outputs.values(), cfg)
+    steps.aggregate(plan.job_config(cfg, "aggregate"), {}, files(**paths), files(**outputs))
     return cfg, out, runs, {name: pd.read_csv(path) for name, path in outputs.items()}
 
 
 def test_study_runs_enumerate_the_sweep():
-    runs = study.study_runs(tiny_config())
+    runs = plan.runs(tiny_config())
     assert len(runs) == 2 * (1 + 1 + 2) * 2
     labels = {r["label"] for r in runs}
     assert labels == {"standard", "mixed_rand", "paired_reg0", "paired_reg1"}
@@ -68,7 +79,7 @@ def test_study_runs_enumerate_the_sweep():
 def test_training_writes_one_snapshot_per_epoch(study_outputs):
     _, out, runs, _ = study_outputs
     for run in runs:
-        snapshots = sorted((out / run["run"] / "checkpoints").glob("epoch_*.pt"))
+        snapshots = sorted(checkpoint_dir(out / run["run"] / "model.pt").glob("epoch_*.pt"))
         assert [p.name for p in snapshots] == ["epoch_001.pt", "epoch_002.pt"]
 
 
@@ -99,14 +110,14 @@ def test_gaps_are_the_stated_differences(study_outputs):
 def test_claims_table(study_outputs):
     _, _, _, tables = study_outputs
     claims = tables["claims"].set_index("claim_id")
-    # seed 002's ImageNet numbers are never comparable with the embedded set
-    seed_002 = claims[claims.index.str.startswith("seed002_")]
-    assert len(seed_002) == 6 and (seed_002["verdict"] == "not comparable").all()
-    assert seed_002["reason"].str.contains("embedded default").all()
+    # source 002's ImageNet numbers are never comparable with the embedded set
+    source_002 = claims[claims.index.str.startswith("source002_")]
+    assert len(source_002) == 6 and (source_002["verdict"] == "not comparable").all()
+    assert source_002["reason"].str.contains("embedded default").all()
     # directional claims are judged on the runs the sweep has
     assert claims.loc["cnn_mixed_rand_training_shrinks_bg_gap", "verdict"] in ("reproduced", "not reproduced")
     assert claims.loc["cnn_mixed_rand_training_shrinks_bg_gap", "n"] == 2
-    assert claims.loc["vit_paired_shrinks_seed002_gap", "verdict"] == "not comparable"  # no paired vit runs
+    assert claims.loc["vit_paired_shrinks_source002_gap", "verdict"] == "not comparable"  # no paired vit runs
     assert claims.loc["cnn_gap_exceeds_vit", "n"] == 2
 
 
@@ -123,7 +134,7 @@ def test_influence_table(study_outputs):
 
 
 def test_proponent_shares_by_hand():
-    base = {c: None for c in study.RUN_COLUMNS}
+    base = {c: None for c in steps.RUN_COLUMNS}
     rows = [
         # test image: label 0 on background class 2; proponents: same background, same label, neither
         {**base, "run": "a", "kind": "proponent", "rank": 1, "test_label": 0, "test_background_class": 2,
@@ -138,7 +149,7 @@ def test_proponent_shares_by_hand():
         {**base, "run": "b", "kind": "proponent", "rank": 1, "test_label": 1, "test_background_class": -1,
          "train_label": 1, "train_background_class": -1},
     ]
-    shares = study.proponent_shares(pd.DataFrame(rows)).set_index("run")
+    shares = steps.proponent_shares(pd.DataFrame(rows)).set_index("run")
     assert shares.loc["a", "n_proponents"] == 3
     assert shares.loc["a", "same_label"] == pytest.approx(1 / 3)
     assert shares.loc["a", "same_background"] == pytest.approx(1 / 3)
@@ -155,25 +166,25 @@ def test_proponents_table_covers_every_influence_run(study_outputs):
 def test_every_figure_renders(study_outputs, tmp_path):
     cfg, out, runs, tables = study_outputs
     first = runs[0]["run"]
-    figures = {name: make(tables, cfg) for name, make in FIGURES.items()}
-    figures["saliency_grid"] = saliency_grid([study.load_samples(out / r / "saliency.npz")
+    figures = {name: make(tables, plan.job_config(cfg, "figure", {"figure": name})) for name, make in FIGURES.items()}
+    figures["saliency_grid"] = saliency_grid([steps.load_samples(out / r / "saliency.npz")
                                               for r in (first, runs[-1]["run"])])
-    figures["influence_grid"] = influence_grid(study.load_samples(out / first / "influence.npz"))
+    figures["influence_grid"] = influence_grid(steps.load_samples(out / first / "influence.npz"))
     for name, figure in figures.items():
         save_figure(figure, tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
 def test_unknown_source_is_an_error(tmp_path):
-    cfg = tiny_config()
+    cfg = plan.job_config(validate(tiny_config(), SCHEMA), "generate_set")
     cfg["background_study"]["source"] = "imagenet"
     with pytest.raises(ValueError, match="background_study.source"):
-        study.generate_set(cfg, tmp_path / "set.pt")
+        steps.generate_set(cfg, {}, files(), files(dataset=tmp_path / "set.pt"))
 
 
 def test_saliency_samples_hold_per_channel_maps_and_their_max(study_outputs):
     _, out, runs, _ = study_outputs
-    samples = study.load_samples(out / runs[0]["run"] / "saliency.npz")
+    samples = steps.load_samples(out / runs[0]["run"] / "saliency.npz")
     channels, maps = samples["saliency_channels"], samples["saliency"]
     assert channels.shape[:2] + channels.shape[3:] == maps.shape and channels.shape[2] == 3
     assert (channels >= 0).all() and channels.max() > 0
