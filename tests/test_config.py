@@ -3,10 +3,9 @@
 import copy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-
-import pandas as pd
 
 from robustflow.config import ConfigError, load_schema, validate_config
 from robustflow.studies import validate

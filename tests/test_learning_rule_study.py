@@ -12,7 +12,13 @@ from robustflow.plots.learning_rule import FIGURES
 from robustflow.plots.style import save_figure
 from robustflow.studies.learning_rule import plan, steps
 from robustflow.studies.learning_rule.claims import CLAIMS, claims_table
-from robustflow.studies.learning_rule.plan import METHODS, cell_id, constraint_id, parse_cell_id, parse_constraint_id
+from robustflow.studies.learning_rule.plan import (
+    METHODS,
+    cell_id,
+    constraint_id,
+    parse_cell_id,
+    parse_constraint_id,
+)
 from robustflow.studies.learning_rule.steps import load_task
 
 CONSTRAINTS = [None, [0, 0.5]]
