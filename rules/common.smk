@@ -17,6 +17,12 @@ RUNS = {
     else {}
     for section in STUDIES
 }
+VARIANTS = {
+    section: {variant["variant"]: variant for variant in PLANS[section].variants(config)}
+    if section in ENABLED
+    else {}
+    for section in STUDIES
+}
 
 
 wildcard_constraints:
@@ -33,9 +39,14 @@ def study_resources(section):
 
 
 def job_record(section, wildcards):
-    """The job a rule's wildcards stand for: the run's record (plus the other wildcards) or the wildcards."""
+    """The job a rule's wildcards stand for: the record of its run or variant (plus the other
+    wildcards), or the wildcards."""
     job = dict(wildcards.items())
-    return {**job, **RUNS[section][job["run"]]} if "run" in job else job
+    if "run" in job:
+        return {**job, **RUNS[section][job["run"]]}
+    if "variant" in job:
+        return {**job, **VARIANTS[section][job["variant"]]}
+    return job
 
 
 def step_config(section, step):

@@ -1,11 +1,7 @@
 LR = "learning_rule_study"
 LR_CELL = "results/learning_rule_study/cells/{variant}"
 # A cell (variant) trains all its seeds in one job: see the study's plan.
-LR_CELLS = (
-    {cell["variant"]: cell for cell in PLANS[LR].variants(config)}
-    if LR in ENABLED
-    else {}
-)
+LR_CELLS = VARIANTS[LR]
 
 
 rule learning_rule_study:
@@ -30,7 +26,7 @@ rule learning_rule_cell:
         runtime=study_resources(LR)["runtime"],
     params:
         config=step_config(LR, "cell"),
-        job=lambda wildcards: LR_CELLS[wildcards.variant],
+        job=job_of(LR),
     script:
         "../scripts/learning_rule_cell.py"
 

@@ -6,6 +6,9 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 CIFAR10_CLASS_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -98,3 +101,32 @@ def write_bg_challenge_fixture(root: str | Path, variations=None, classes=("00_d
             mask[: size // 2] = 1
             np.save(path / f"n0{c}_{i}.npy", mask)
     return root
+
+
+PAPER_DATA = {
+    "datasets": {"cifar10": {"root": "fixtures/cifar"}},
+    "learning_rule_study": {"task": {"source": "folder", "root": "fixtures/road_images"}},
+}
+
+
+def paper_overrides(workdir: Path, repo: Path = REPO) -> dict:
+    """Fixture data for config/paper.yaml: CIFAR-10 in its real format, an image-folder task,
+    the backgrounds challenge's layout, and stand-in files where the timm ImageNet weights would be."""
+    write_cifar10_fixture(workdir / "fixtures" / "cifar")
+    write_image_folder_fixture(workdir / "fixtures" / "road_images")
+    write_bg_challenge_fixture(workdir / "fixtures" / "bg_challenge")
+    paper = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+
+    def stand_in_weights(model_name: str) -> str:
+        weights = workdir / "fixtures" / f"{model_name}.safetensors"
+        weights.write_bytes(b"stand-in: the dry run only checks presence")
+        return str(weights)
+
+    models = paper["architecture_study"]["models"]
+    for model in models:
+        model["pretrained_file"] = stand_in_weights(model["name"])
+    background_models = paper["background_study"]["models"]
+    for model in background_models:
+        model["pretrained_file"] = stand_in_weights(model["name"])
+    return {**PAPER_DATA, "architecture_study": {"models": models},
+            "background_study": {"bg_challenge": {"root": "fixtures/bg_challenge"}, "models": background_models}}

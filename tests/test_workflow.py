@@ -1,6 +1,8 @@
 """The Snakemake workflow: dry runs of the shipped configs and a whole tiny run."""
 
+import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.fixtures import write_bg_challenge_fixture, write_cifar10_fixture, write_image_folder_fixture
+from robustflow.jobs import TRACE_ENV, read_trace
+from tests.fixtures import paper_overrides, write_image_folder_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
@@ -65,10 +68,10 @@ TINY_CONFIG = {
 }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [*SNAKEMAKE, "--directory", str(workdir), *args],
-        capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -113,35 +116,6 @@ def test_dry_run_of_default_config_plans_every_run(tmp_path):
     assert jobs["background_saliency_grid"] == 2 and jobs["background_influence_grid"] == 2
 
 
-PAPER_DATA = {
-    "datasets": {"cifar10": {"root": "fixtures/cifar"}},
-    "learning_rule_study": {"task": {"source": "folder", "root": "fixtures/road_images"}},
-}
-
-
-def paper_overrides(workdir: Path) -> dict:
-    """Fixture data for config/paper.yaml: CIFAR-10 in its real format, an image-folder task,
-    the backgrounds challenge's layout, and stand-in files where the timm ImageNet weights would be."""
-    write_cifar10_fixture(workdir / "fixtures" / "cifar")
-    write_image_folder_fixture(workdir / "fixtures" / "road_images")
-    write_bg_challenge_fixture(workdir / "fixtures" / "bg_challenge")
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-
-    def stand_in_weights(model_name: str) -> str:
-        weights = workdir / "fixtures" / f"{model_name}.safetensors"
-        weights.write_bytes(b"stand-in: the dry run only checks presence")
-        return str(weights)
-
-    models = paper["architecture_study"]["models"]
-    for model in models:
-        model["pretrained_file"] = stand_in_weights(model["name"])
-    background_models = paper["background_study"]["models"]
-    for model in background_models:
-        model["pretrained_file"] = stand_in_weights(model["name"])
-    return {**PAPER_DATA, "architecture_study": {"models": models},
-            "background_study": {"bg_challenge": {"root": "fixtures/bg_challenge"}, "models": background_models}}
-
-
 def test_dry_run_of_paper_config_against_fixture_data(tmp_path):
     (tmp_path / "fixtures").mkdir()
     workdir = workdir_with(tmp_path, paper_overrides(tmp_path))
@@ -178,10 +152,18 @@ def test_bad_key_stops_before_any_job(tmp_path):
     assert not (workdir / "results").exists()
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole tiny pipeline, run once; every job records the config keys it never read."""
+    workdir = workdir_with(tmp_path_factory.mktemp("tiny"), TINY_CONFIG)
+    snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "override.yaml"),
+              env={TRACE_ENV: str(workdir / "trace")})
+    return workdir
+
+
 @pytest.mark.workflow
-def test_tiny_pipeline_end_to_end(tmp_path):
-    workdir = workdir_with(tmp_path, TINY_CONFIG)
-    snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "override.yaml"))
+def test_tiny_pipeline_end_to_end(tiny_run):
+    workdir = tiny_run
     results = workdir / "results"
     for figure in ["training_curves", "robustness_curves", "lambda_ablation", "confidence"]:
         for ext in ["pdf", "png"]:
@@ -241,6 +223,92 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
                                               str(workdir / "override.yaml")).stdout + ""
+
+
+def planned_runs(result: subprocess.CompletedProcess) -> dict[str, list[str]]:
+    """Rule -> the wildcards of each job a dry run plans (empty string for a job without any)."""
+    planned: dict[str, list[str]] = {}
+    rule = None
+    for line in result.stdout.splitlines():
+        match = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if match:
+            rule = match.group(1)
+            planned.setdefault(rule, []).append("")
+        elif rule and line.strip().startswith("wildcards:"):
+            planned[rule][-1] = line.strip().removeprefix("wildcards:").strip()
+    return planned
+
+
+def merged(base: dict, edit: dict) -> dict:
+    """``base`` with ``edit`` merged in, dicts recursively (lists replace), as Snakemake merges configs."""
+    out = copy.deepcopy(base)
+    for key, value in edit.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def dry_run_with(workdir: Path, edit: dict) -> dict[str, list[str]]:
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(merged(TINY_CONFIG, edit)))
+    return planned_runs(snakemake(workdir, "-n", "--cores", "2", "--configfile", str(workdir / "edited.yaml")))
+
+
+@pytest.mark.workflow
+def test_every_job_reads_exactly_its_params(tiny_run):
+    traces = read_trace(tiny_run / "trace")
+    assert len(traces) > 50  # one per job of the tiny run
+    unread = {(trace["rule"], key) for trace in traces for key in trace["unread"]}
+    assert not unread, f"config keys handed to jobs that never read them: {sorted(unread)}"
+
+
+RESOURCES = {"gpu": 0, "threads": 2, "mem_mb": 3000, "runtime": 99}
+
+
+@pytest.mark.workflow
+def test_resources_and_unread_keys_rerun_nothing(tiny_run):
+    edit = {section: {"resources": RESOURCES} for section in
+            ("loss_study", "learning_rule_study", "architecture_study", "background_study")}
+    # Keys that only some jobs read: grid keys a job does not depend on.
+    edit["background_study"]["influence"] = {"seeds": [0], "n_test": 2, "top_k": 2}
+    assert dry_run_with(tiny_run, edit) == {}
+
+
+@pytest.mark.workflow
+def test_a_new_seed_runs_only_its_own_jobs(tiny_run):
+    edit = {"loss_study": {"seeds": [0, 1, 2]}, "architecture_study": {"seeds": [0, 1]},
+            "background_study": {"seeds": [0, 1, 2]}}
+    planned = dry_run_with(tiny_run, edit)
+    per_run = {"loss_train", "loss_evaluate", "architecture_train", "architecture_evaluate",
+               "architecture_finetune", "background_train", "background_evaluate"}
+    for rule in per_run:
+        new_seed = "s2" if rule.startswith(("loss", "background")) else "s1"
+        assert planned[rule] and all(f"-{new_seed}" in wildcards for wildcards in planned[rule]), (rule, planned[rule])
+    assert sorted(planned["architecture_pretrain"]) == ["model=cnn, seed=1", "model=vit, seed=1"]
+    # Shared data is built once per DAG: a seed never regenerates it.
+    assert "architecture_prepare_cifar10c" not in planned and "background_generate_set" not in planned
+    assert "background_influence" not in planned  # influence runs on seed 0 only
+    # The learning-rule study was not edited; gatherers of the edited studies rerun.
+    assert not any(rule.startswith("learning_rule") for rule in planned)
+    assert {"loss_aggregate", "architecture_aggregate", "background_aggregate"} <= set(planned)
+
+
+@pytest.mark.workflow
+def test_editing_one_study_reruns_none_of_the_others(tiny_run):
+    edits = {
+        "loss_study": {"loss_study": {"training": {"epochs": 3}}},
+        "learning_rule_study": {"learning_rule_study": {"epochs": 3}},
+        "architecture_study": {"architecture_study": {"finetune": {"epochs": 2}}},
+        "background_study": {"background_study": {"training": {"epochs": 3}}},
+    }
+    for section, edit in edits.items():
+        prefix = section.removesuffix("_study")
+        planned = dry_run_with(tiny_run, edit)
+        assert planned, section
+        others = [rule for rule in planned if rule != "all" and not rule.startswith(prefix)]
+        assert not others, (section, others)
+    # Fine-tuning settings rerun fine-tuning, not training, evaluation or pretraining.
+    planned = dry_run_with(tiny_run, edits["architecture_study"])
+    assert not {"architecture_train", "architecture_evaluate", "architecture_pretrain",
+                "architecture_prepare_cifar10c"} & set(planned)
 
 
 def test_lint_and_format_report_nothing(tmp_path):

@@ -139,10 +139,12 @@ def epoch_learning_rates(settings: TrainSettings, n_train: int) -> list[float]:
     return rates
 
 
-def save_epoch_snapshot(model: nn.Module, checkpoint_dir: str | Path, epoch: int, learning_rate: float) -> Path:
-    """Write the weights after ``epoch`` and the epoch's learning rate, as TracIn reads them."""
+def save_epoch_snapshot(model: nn.Module | dict, checkpoint_dir: str | Path, epoch: int, learning_rate: float) -> Path:
+    """Write the weights after ``epoch`` (a model or its state_dict) and the epoch's learning rate,
+    as TracIn reads them."""
     path = Path(checkpoint_dir) / f"epoch_{epoch:03d}.pt"
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    weights = model if isinstance(model, dict) else model.state_dict()
+    state = {k: v.detach().cpu().clone() for k, v in weights.items()}
     atomic_torch_save({"epoch": epoch, "lr": float(learning_rate), "state": state}, path)
     return path
 

@@ -105,8 +105,8 @@ def leaf_keys(value, path: tuple = ()) -> list[tuple]:
 
 
 def unread_keys(config: Mapping, reads: set) -> list[tuple]:
-    """Leaves of ``config`` that were never read."""
-    return [leaf for leaf in leaf_keys(config) if leaf not in reads]
+    """Leaves of ``config`` that were never read (an empty config has none)."""
+    return [leaf for leaf in leaf_keys(config) if leaf and leaf not in reads]
 
 
 def _key_text(path: tuple) -> str:

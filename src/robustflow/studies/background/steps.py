@@ -46,7 +46,7 @@ from robustflow.saliency import foreground_share, gradient_saliency, saliency_ma
 from robustflow.stats import summarise
 from robustflow.studies.background.claims import claims_table
 from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
-from robustflow.training import TrainSettings, predict_logits, train_classifier
+from robustflow.training import CHECKPOINT_NAME, TrainSettings, predict_logits, train_classifier
 
 RUN_COLUMNS = ["run", "variant", "model", "method", "reg_coeff", "pair_mode", "seed", "label"]
 SAMPLE_VARIATIONS = ("original", "mixed_rand", "only_bg_t")
@@ -114,29 +114,34 @@ def train(cfg: dict, run: dict, inputs, outputs) -> None:
     dataset = load_backgrounds_set(inputs.dataset)
     data = _training_data(dataset, method)
     settings = train_settings(cfg, seed)
-    if settings.devices != 1:
-        raise ValueError(f"the background study keeps per-epoch snapshots from one process; "
-                         f"training.devices must be 1, got {settings.devices}")
     device = resolve_device(cfg["device"])
     model = build_model(_model_spec(cfg), dataset, seed)
-    rates = epoch_learning_rates(settings, len(data.train_x))
-    snapshots = checkpoint_dir(outputs.model)
-
-    def snapshot(epoch: int, record: dict) -> None:
-        save_epoch_snapshot(model, snapshots, epoch, rates[epoch - 1])
-
+    folder = checkpoint_dir(outputs.model)
+    snapshot = EpochSnapshot(folder, epoch_learning_rates(settings, len(data.train_x)))
     if method == "paired":
         if reg_coeff is None or pair_mode is None:
             raise ValueError("method 'paired' needs reg_coeff and pair_mode")
-        result = train_paired(model, data, dataset.train_masks, settings, snapshots, pair_mode=pair_mode,
+        result = train_paired(model, data, dataset.train_masks, settings, folder, pair_mode=pair_mode,
                               reg_coeff=reg_coeff, device=device, on_epoch_end=snapshot)
     else:
-        result = train_classifier(model, data, settings, snapshots, device=device, on_epoch_end=snapshot)
+        result = train_classifier(model, data, settings, folder, device=device, on_epoch_end=snapshot)
     history = result.history.assign(method=method, reg_coeff=reg_coeff, pair_mode=pair_mode, seed=seed,
                                     label=run["label"], variant=run["variant"])
     write_csv(history, outputs.history)
     atomic_torch_save({"state": result.best_state, "epoch": result.best_epoch, "method": method,
                        "reg_coeff": reg_coeff, "pair_mode": pair_mode, "seed": seed}, outputs.model)
+
+
+class EpochSnapshot:
+    """Saves each epoch's weights for TracIn, read from the checkpoint the loop has just written:
+    under DDP the loop trains a copy of the model in another process, and this callable pickles."""
+
+    def __init__(self, folder: Path, learning_rates: list[float]) -> None:
+        self.folder, self.learning_rates = folder, learning_rates
+
+    def __call__(self, epoch: int, record: dict) -> None:
+        state = torch.load(self.folder / CHECKPOINT_NAME, map_location="cpu", weights_only=True)["model"]
+        save_epoch_snapshot(state, self.folder, epoch, self.learning_rates[epoch - 1])
 
 
 def _load_trained(model_spec: dict, dataset: BackgroundsSet, seed: int, model_path: str | Path,
