@@ -20,8 +20,8 @@ from it, and every cluster job rebuilds the DAG):
   section that the schema cannot express (a list of messages naming keys).
 
 ``robustflow.studies.<name>.steps``: one function per rule, ``step(config, job, inputs, outputs)``
-with ``config`` from ``job_config``, ``job`` the run record or wildcards, ``inputs`` and
-``outputs`` the rule's named files (see `robustflow.jobs`).
+with ``config`` from ``job_config``, ``job`` the run record or wildcards (a step whose job is a
+run names it ``run``), ``inputs`` and ``outputs`` the rule's named files (see `robustflow.jobs`).
 
 ``robustflow.studies.<name>.claims``: the claims of the sources, each defined once with its
 measurement, and ``claims_table(tables, config)`` that judges them.

@@ -13,12 +13,12 @@ from robustflow.claims import Claim, claim_id, judge, verdict_table
 from robustflow.studies.background.plan import SECTION
 
 
-def _study(cfg: dict) -> dict:
-    return cfg[SECTION]
+def _study(config: dict) -> dict:
+    return config[SECTION]
 
 
-def _models(cfg: dict) -> dict[str, dict]:
-    return {spec["id"]: spec for spec in _study(cfg)["models"]}
+def _models(config: dict) -> dict[str, dict]:
+    return {spec["id"]: spec for spec in _study(config)["models"]}
 
 
 SOURCE_002 = "source 002 (Exp 4)"
@@ -41,13 +41,13 @@ def _difference(gaps, model_a, label_a, model_b, label_b, column) -> list[float]
     return (_per_seed(gaps, model_a, label_a, column) - _per_seed(gaps, model_b, label_b, column)).dropna().tolist()
 
 
-def _source_002_model_key(cfg: dict, arch: str) -> tuple[str | None, str]:
+def _source_002_model_key(config: dict, arch: str) -> tuple[str | None, str]:
     """The config's model key that matches source 002's setting for ``arch``, or None and why not."""
-    study = _study(cfg)
+    study = _study(config)
     if study["source"] != "bg_challenge":
         return None, (f"embedded default ({study['source']} set: digits on synthetic textures, small models), "
                       "not ImageNet-9 with pretrained ImageNet models")
-    for key, spec in _models(cfg).items():
+    for key, spec in _models(config).items():
         if spec["name"] == arch and spec.get("pretrained", False):
             if study["training"].get("epochs") != SOURCE_002_EPOCHS:
                 return None, f"source 002 fine-tunes {SOURCE_002_EPOCHS} epochs, this config {study['training'].get('epochs')}"
@@ -55,7 +55,7 @@ def _source_002_model_key(cfg: dict, arch: str) -> tuple[str | None, str]:
     return None, f"no pretrained {arch} in background_study.models"
 
 
-def claims_table(gaps: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+def claims_table(gaps: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Source 002's Exp 4 numbers and the challenge's findings next to the measurements, with verdicts.
 
     Magnitudes are comparable only on the real challenge with source 002's models and epochs;
@@ -64,7 +64,7 @@ def claims_table(gaps: pd.DataFrame, cfg: dict) -> pd.DataFrame:
     rows = []
     labels = set(gaps["label"])
     for arch, numbers in SOURCE_002_NUMBERS.items():
-        key, reason = _source_002_model_key(cfg, arch)
+        key, reason = _source_002_model_key(config, arch)
         measured = {"original": [], "mixed_rand": [], "gap": []}
         if key is not None and "standard" in labels:
             standard = gaps[(gaps["model"] == key) & (gaps["label"] == "standard")]
@@ -77,7 +77,7 @@ def claims_table(gaps: pd.DataFrame, cfg: dict) -> pd.DataFrame:
                           f"{column} (standard training)", claimed, "value", rel_tol=0.05)
             rows.append(judge(claim, measured[metric], comparable=key is not None, reason=reason))
 
-    specs = _models(cfg)
+    specs = _models(config)
     models = list(specs)
     paired = sorted((label for label in labels if label.startswith("paired_reg")),
                     key=lambda label: float(label.removeprefix("paired_reg")))

@@ -52,22 +52,22 @@ RUN_COLUMNS = ["run", "variant", "model", "method", "reg_coeff", "pair_mode", "s
 SAMPLE_VARIATIONS = ("original", "mixed_rand", "only_bg_t")
 
 
-def _study(cfg: dict) -> dict:
-    return cfg["background_study"]
+def _study(config: dict) -> dict:
+    return config["background_study"]
 
 
-def _model_spec(cfg: dict) -> dict:
+def _model_spec(config: dict) -> dict:
     """The one model entry a run's job config carries (see the plan's ``job_config``)."""
-    (spec,) = _study(cfg)["models"]
+    (spec,) = _study(config)["models"]
     return spec
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def generate_set(cfg: dict, job: dict, inputs, outputs) -> None:
+def generate_set(config: dict, job: dict, inputs, outputs) -> None:
     """Build the study's BackgroundsSet (generated or read from the real challenge) into ``outputs.dataset``."""
-    study = _study(cfg)
+    study = _study(config)
     if study["source"] == "generated":
         dataset = generate_backgrounds_set(**study["generated"])
     elif study["source"] == "bg_challenge":
@@ -86,9 +86,9 @@ def _training_data(dataset: BackgroundsSet, method: str) -> ImageSplits:
     return dataset.mixed_rand_train
 
 
-def train_settings(cfg: dict, seed: int) -> TrainSettings:
+def train_settings(config: dict, seed: int) -> TrainSettings:
     """TrainSettings from background_study.training (no EMA, no mixup: the study compares raw weights)."""
-    return TrainSettings.from_config(_study(cfg)["training"], seed=seed)
+    return TrainSettings.from_config(_study(config)["training"], seed=seed)
 
 
 def build_model(model_spec: dict, dataset: BackgroundsSet, seed: int) -> torch.nn.Module:
@@ -107,15 +107,15 @@ def build_model(model_spec: dict, dataset: BackgroundsSet, seed: int) -> torch.n
 # ----------------------------------------------------------------------------- training
 
 
-def train(cfg: dict, run: dict, inputs, outputs) -> None:
+def train(config: dict, run: dict, inputs, outputs) -> None:
     """Train one run; writes the best-validation weights, the history and per-epoch snapshots (for
     TracIn) into the checkpoint folder beside the weights."""
     method, reg_coeff, pair_mode, seed = run["method"], run["reg_coeff"], run["pair_mode"], run["seed"]
     dataset = load_backgrounds_set(inputs.dataset)
     data = _training_data(dataset, method)
-    settings = train_settings(cfg, seed)
-    device = resolve_device(cfg["device"])
-    model = build_model(_model_spec(cfg), dataset, seed)
+    settings = train_settings(config, seed)
+    device = resolve_device(config["device"])
+    model = build_model(_model_spec(config), dataset, seed)
     folder = checkpoint_dir(outputs.model)
     snapshot = EpochSnapshot(folder, epoch_learning_rates(settings, len(data.train_x)))
     if method == "paired":
@@ -154,7 +154,7 @@ def _load_trained(model_spec: dict, dataset: BackgroundsSet, seed: int, model_pa
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate(cfg: dict, run: dict, inputs, outputs) -> None:
+def evaluate(config: dict, run: dict, inputs, outputs) -> None:
     """Per variation: top-1/top-5/NLL/ECE and the mean foreground share of gradient saliency (CSV);
     plus saliency of a fixed, evenly spaced sample of test images on `SAMPLE_VARIATIONS` (.npz:
     ``saliency_channels`` per channel, ``saliency`` the max over channels).
@@ -163,10 +163,10 @@ def evaluate(cfg: dict, run: dict, inputs, outputs) -> None:
     the foreground where it was, so on only_bg_* / no_fg it measures attention to the empty spot.
     Without masks (a release lacking fg_mask) the share is NaN.
     """
-    study = _study(cfg)
+    study = _study(config)
     dataset = load_backgrounds_set(inputs.dataset)
-    device = resolve_device(cfg["device"])
-    model = _load_trained(_model_spec(cfg), dataset, run["seed"], inputs.model, device)
+    device = resolve_device(config["device"])
+    model = _load_trained(_model_spec(config), dataset, run["seed"], inputs.model, device)
     mean, std = dataset.train.mean, dataset.train.std
     batch_size = study["training"]["eval_batch_size"]
     n_test = len(dataset.test["original"])
@@ -215,20 +215,20 @@ def load_samples(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------- influence
 
 
-def influence(cfg: dict, run: dict, inputs, outputs) -> None:
+def influence(config: dict, run: dict, inputs, outputs) -> None:
     """TracIn (last layer, over the epoch snapshots) for the first misclassified mixed_rand test images.
 
     The CSV has one row per (test image, proponent/opponent rank) with labels and, for generated
     sets, background classes, so one can see whether a model's proponents share the test image's
     background rather than its label. The .npz holds the images for the influence grid.
     """
-    settings = _study(cfg)["influence"]
+    settings = _study(config)["influence"]
     dataset = load_backgrounds_set(inputs.dataset)
-    device = resolve_device(cfg["device"])
+    device = resolve_device(config["device"])
     mean, std = dataset.train.mean, dataset.train.std
     train = _training_data(dataset, run["method"])
     test_x, test_y = dataset.test["mixed_rand"], dataset.test_labels["mixed_rand"]
-    model = _load_trained(_model_spec(cfg), dataset, run["seed"], inputs.model, device)
+    model = _load_trained(_model_spec(config), dataset, run["seed"], inputs.model, device)
     predictions = predict_logits(model, test_x, mean, std, device=device).argmax(1)
     chosen = torch.nonzero(predictions != test_y).flatten()[: settings["n_test"]]
     k = min(settings["top_k"], len(train.train_x))
@@ -306,7 +306,7 @@ def proponent_shares(influence: pd.DataFrame) -> pd.DataFrame:
     return runs.merge(shares, on="run", how="left").fillna({"n_proponents": 0})
 
 
-def aggregate(cfg: dict, job: dict, inputs, outputs) -> None:
+def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     """Join the per-run tables; summarise over seeds (mean, 95% t-interval); judge the claims."""
     accuracy, history, influence = (concat_tables(getattr(inputs, name)) for name in ("accuracy", "history", "influence"))
     accuracy["reg_coeff"] = accuracy["reg_coeff"].astype(float)
@@ -322,19 +322,19 @@ def aggregate(cfg: dict, job: dict, inputs, outputs) -> None:
     definitions = "; ".join(f"{k} = {v}" for k, v in GAP_LABELS.items())
     gap_summary.insert(2, "gap_definitions", f"{definitions} (top-1; *_top5: the same in top-5)")
     write_csv(gap_summary, outputs.gap_summary)
-    write_csv(claims_table(gaps, cfg), outputs.claims)
+    write_csv(claims_table(gaps, config), outputs.claims)
 
 
-def figure(cfg: dict, job: dict, inputs, outputs) -> None:
+def figure(config: dict, job: dict, inputs, outputs) -> None:
     """Draw the table figure ``job["figure"]`` from the aggregated tables."""
     from robustflow.plots.background import FIGURES
     from robustflow.plots.style import save_figure
 
     tables = {name: pd.read_csv(getattr(inputs, name)) for name in ("accuracy", "gaps")}
-    save_figure(FIGURES[job["figure"]](tables, cfg), outputs.pdf, outputs.png)
+    save_figure(FIGURES[job["figure"]](tables, config), outputs.pdf, outputs.png)
 
 
-def saliency_grid(cfg: dict, job: dict, inputs, outputs) -> None:
+def saliency_grid(config: dict, job: dict, inputs, outputs) -> None:
     """Saliency maps of one model's training methods on the same mixed_rand images."""
     from robustflow.plots.background import saliency_grid as draw
     from robustflow.plots.style import save_figure
@@ -342,7 +342,7 @@ def saliency_grid(cfg: dict, job: dict, inputs, outputs) -> None:
     save_figure(draw([load_samples(path) for path in inputs.saliency]), outputs.pdf, outputs.png)
 
 
-def influence_grid(cfg: dict, job: dict, inputs, outputs) -> None:
+def influence_grid(config: dict, job: dict, inputs, outputs) -> None:
     """Test images and their top TracIn proponents, for the model's influence run."""
     from robustflow.plots.background import influence_grid as draw
     from robustflow.plots.style import save_figure

@@ -92,8 +92,9 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
         sgd = job["method"].startswith("sgd")
         unused = (*HEBBIAN_KEYS, "normalize") if sgd else ("sgd_lrs",)
         cell = {k: v for k, v in study.items() if k not in (*GRID_KEYS, *unused)}
-        if not sgd:
-            cell["task"] = {k: v for k, v in study["task"].items() if k != "val_fraction"}
+        task_unused = {"val_fraction"} if not sgd else set()  # only SGD holds out a validation split
+        task_unused |= {"positive", "negative"} if study["task"]["source"] == "folder" else {"root"}
+        cell["task"] = {k: v for k, v in study["task"].items() if k not in task_unused}
         return {SECTION: {**cell, "seeds": study["seeds"]}}
     if step == "aggregate":
         return {SECTION: {"task": _task_identity(study["task"])}}
