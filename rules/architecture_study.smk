@@ -4,14 +4,6 @@ ARCH_RUN_DIR = f"{ARCH_DIR}/runs/{{run}}"
 ARCH_GROUPS = list(PLANS[ARCH].finetune_groups(config)) if ARCH in ENABLED else []
 
 
-def architecture_pretrained_input(wildcards):
-    """Pretrained runs of source-task models start from the pipeline's own pretraining."""
-    run = RUNS[ARCH][wildcards.run]
-    if PLANS[ARCH].needs_source_task(config, run):
-        return f"{ARCH_DIR}/pretrain/{run['model']}-s{run['seed']}.pt"
-    return []
-
-
 rule architecture_study:
     input:
         study_targets(ARCH),
@@ -55,7 +47,9 @@ rule architecture_pretrain:
 
 rule architecture_train:
     input:
-        pretrained=architecture_pretrained_input,
+        pretrained=lambda wildcards: PLANS[ARCH].source_task_weights(
+            config, RUNS[ARCH][wildcards.run]
+        ),
     output:
         model=f"{ARCH_RUN_DIR}/model.pt",
         history=f"{ARCH_RUN_DIR}/history.csv",
@@ -123,9 +117,7 @@ rule architecture_aggregate:
     input:
         history=expand(rules.architecture_train.output.history, run=RUNS[ARCH]),
         test=expand(rules.architecture_train.output.test, run=RUNS[ARCH]),
-        robustness=expand(
-            rules.architecture_evaluate.output.robustness, run=RUNS[ARCH]
-        ),
+        robustness=expand(rules.architecture_evaluate.output.robustness, run=RUNS[ARCH]),
         finetune=expand(
             rules.architecture_finetune.output.finetune,
             run=RUNS[ARCH],

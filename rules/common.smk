@@ -12,15 +12,19 @@ except ConfigError as error:
 ENABLED = enabled(config)
 PLANS = {section: plan(section) for section in STUDIES}
 RUNS = {
-    section: {run["run"]: run for run in PLANS[section].runs(config)}
-    if section in ENABLED
-    else {}
+    section: (
+        {run["run"]: run for run in PLANS[section].runs(config)}
+        if section in ENABLED
+        else {}
+    )
     for section in STUDIES
 }
 VARIANTS = {
-    section: {variant["variant"]: variant for variant in PLANS[section].variants(config)}
-    if section in ENABLED
-    else {}
+    section: (
+        {variant["variant"]: variant for variant in PLANS[section].variants(config)}
+        if section in ENABLED
+        else {}
+    )
     for section in STUDIES
 }
 

@@ -75,7 +75,7 @@ def pipeline(tmp_path_factory):
     paths = {"history": [], "test": [], "robustness": [], "finetune": []}
     for run in plan.runs(config):
         name = run["run"]
-        pretrained = out / f"source_{run['model']}.pt" if plan.needs_source_task(config, run) else []
+        pretrained = out / f"source_{run['model']}.pt" if plan.source_task_weights(config, run) else []
         steps.train(plan.job_config(config, "train", run), run, files(pretrained=pretrained),
                     files(model=out / f"{name}.pt", history=out / f"{name}_history.csv", test=out / f"{name}_test.csv"))
         steps.evaluate(plan.job_config(config, "evaluate", run), run,

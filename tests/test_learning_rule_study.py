@@ -154,7 +154,7 @@ def test_run_cell_tables_have_one_row_per_seed_and_the_columns_named(study):
                 assert row["weight_mean"] == pytest.approx(w.astype(float).mean())
                 outputs = task.test_x.flatten(1).double() @ torch.from_numpy(w).double()
                 assert row["accuracy"] == pytest.approx(float((outputs.argmax(1) == task.test_y).double().mean()))
-                # The seed's ratio exists only for non-negative outputs.
+                # The source's ratio exists only for non-negative outputs.
                 assert math.isnan(row["output_ratio"]) == bool((outputs < 0).any())
 
 
@@ -239,7 +239,7 @@ def test_aggregate_claims_table_judges_every_claim(aggregated):
     assert set(claims["verdict"]) <= set(VERDICTS)
     assert claims["reason"].fillna("").str.len().gt(0).all()
     assert markdown.read_text().count("\n") == len(expected_ids) + 2
-    # Magnitudes measured on digits are not the seed's KITTI numbers ...
+    # Magnitudes measured on digits are not the source's KITTI numbers ...
     assert claims.loc["hebbian_snr", "verdict"] == "not comparable"
     assert "digits 0 vs 1" in claims.loc["hebbian_snr", "reason"]
     # ... a range this config did not run is named ...

@@ -89,7 +89,7 @@ def test_scale_and_offset_invariance():
     assert scaled["normalized_margin"] == pytest.approx(base["normalized_margin"])
     assert scaled["top1"] == base["top1"]
 
-    # The seed's ratio moves with a constant offset that leaves softmax and margins unchanged.
+    # The source's ratio moves with a constant offset that leaves softmax and margins unchanged.
     positive = logits - logits.min()
     shifted = classification_metrics(positive + 5.0, target)
     unshifted = classification_metrics(positive, target)

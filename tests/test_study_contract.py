@@ -154,7 +154,7 @@ def study_jobs(section: str, config: dict) -> list[tuple[str, dict]]:
     if section == "learning_rule_study":
         return [*(("cell", variant) for variant in study.variants(config)), ("aggregate", {}), *figures]
     if section == "architecture_study":
-        pretrain = {(run["model"], run["seed"]) for run in runs if study.needs_source_task(config, run)}
+        pretrain = {(run["model"], run["seed"]) for run in runs if study.source_task_weights(config, run)}
         return [("prepare_cifar10c", {}),
                 *(("pretrain", {"model": model, "seed": str(seed)}) for model, seed in sorted(pretrain)),
                 *((step, run) for run in runs for step in ("train", "evaluate")),

@@ -202,7 +202,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     arch_claims = pd.read_csv(results / "tables" / "architecture_claims.csv")
     verdicts = set(arch_claims["verdict"])
     assert verdicts <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
-    # Seed 002's CIFAR-10 numbers cannot be compared with a digits run, and the table says so.
+    # Source 002's CIFAR-10 numbers cannot be compared with a digits run, and the table says so.
     assert "not comparable" in verdicts
     for figure in ["accuracy_per_variation", "gap_per_method", "foreground_share", "saliency_grid_cnn",
                    "saliency_grid_vit", "influence_grid_cnn", "influence_grid_vit"]:

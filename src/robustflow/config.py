@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
 
@@ -99,6 +100,18 @@ def check_model(model: dict, key: str) -> list[str]:
             "and point pretrained_file at the downloaded weights file."
         ]
     return []
+
+
+def check_unique_ids(models: list[dict], key: str) -> list[str]:
+    """Model ids name runs and files, so two models must not share one."""
+    ids = [model["id"] for model in models]
+    return [f"config key '{key}': model ids must be unique, got {ids}"] if len(set(ids)) < len(ids) else []
+
+
+def figure_and_table_targets(prefix: str, figures, tables) -> list[str]:
+    """A study's final files: every figure as PDF and PNG, and its final tables."""
+    return [*(f"results/figures/{prefix}_{figure}.{ext}" for figure in figures for ext in ("pdf", "png")),
+            *(f"results/tables/{prefix}_{table}" for table in tables)]
 
 
 def check_devices(training: dict, resources: dict, key: str) -> list[str]:

@@ -19,7 +19,7 @@ Rules (``method``):
   samples already separated by ``margin_lambda`` contribute nothing, and a batch with no
   such sample leaves ``W`` unchanged. Starts at zero (all margins 0), like ``"hebbian"``.
 - ``"sgd_mse"``: plain SGD on ``mean((X W - T)^2)`` averaged over the B*2 entries, i.e.
-  ``W <- W - eta * 2 X^T (X W - T) / (2B)``; the seed's SGD baseline.
+  ``W <- W - eta * 2 X^T (X W - T) / (2B)``; the source's SGD baseline.
 - ``"sgd_ce"``: plain SGD on the mean softmax cross-entropy,
   ``W <- W - eta * X^T (softmax(X W) - T) / B``.
 
@@ -30,13 +30,13 @@ Options applied after every update, in this order:
 - ``normalize=True``: divide each output column of ``W`` by its L2 norm (columns of norm 0
   are left alone). A stabiliser for the Hebbian rules, whose weights otherwise grow without
   bound; it makes the outputs scale-free, so the output ratio is comparable across ``eta``.
-- ``constraint=(lo, hi)``: clip every weight to ``[lo, hi]`` (the seed's hardware ranges,
+- ``constraint=(lo, hi)``: clip every weight to ``[lo, hi]`` (the source's hardware ranges,
   e.g. (0, 1)); also applied to the initial weights, so ``W`` is in range at every step.
 
 Divergence: if an update produces a non-finite value (before or after normalising and
 clipping, so a clip cannot hide an overflow), training stops, ``diverged`` is set, and the
 result keeps the last all-finite weights, from just before that update. Accuracy and margins
-therefore stay measurable on a diverged run (the seed's SGD "exploded" but reported 38%
+therefore stay measurable on a diverged run (the source's SGD "exploded" but reported 38%
 accuracy); all evaluation uses float64 outputs so that huge finite weights do not overflow.
 """
 

@@ -1,4 +1,4 @@
-"""Classification losses of seed 000's loss study, and a registry to build them by name.
+"""Classification losses of source 000's loss study, and a registry to build them by name.
 
 Every loss takes ``logits`` (N, C) and integer ``target`` (N,) and returns the batch mean.
 Mixup is the caller's business (a convex combination of two hard-target losses).
@@ -57,7 +57,7 @@ def label_smoothing_cross_entropy(logits: Tensor, target: Tensor, smoothing: flo
 
 
 def margin_loss(logits: Tensor, target: Tensor, margin: float) -> Tensor:
-    """Mean of relu(margin - (z_y - max_{k != y} z_k)); ``margin`` is seed 000's lambda."""
+    """Mean of relu(margin - (z_y - max_{k != y} z_k)); ``margin`` is source 000's lambda."""
     _check_non_negative("margin", margin)
     return F.relu(margin - logit_margin(logits, target)).mean()
 

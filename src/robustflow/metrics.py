@@ -1,4 +1,4 @@
-"""Classification metrics, including the margin and SNR measures of seed 000.
+"""Classification metrics, including the margin and SNR measures of source 000.
 
 For logits z_i (C classes) of sample i with label y_i, N samples:
 
@@ -12,9 +12,9 @@ For logits z_i (C classes) of sample i with label y_i, N samples:
 - ``margin_snr`` = margin_mean / margin_std: scale-free (unchanged when all logits are multiplied
   by c > 0). +inf (-inf) when std is 0 and the mean is positive (negative), nan when both are 0.
 - ``normalized_margin``: mean over samples of m_i / ||z_i||_2 (0 where ||z_i|| = 0); scale-free.
-- ``output_ratio``: seed 000's SNR, mean_i z_{i,y_i} / mean_i max_{k != y_i} z_{i,k}, a ratio
+- ``output_ratio``: source 000's SNR, mean_i z_{i,y_i} / mean_i max_{k != y_i} z_{i,k}, a ratio
   of means because per-sample ratios explode when an output is near 0. Only meaningful for
-  non-negative outputs (the seed's readout), so it is nan whenever any logit is negative. It
+  non-negative outputs (the source's readout), so it is nan whenever any logit is negative. It
   changes when a constant is added to every logit, which leaves the softmax and the margins alone.
 """
 

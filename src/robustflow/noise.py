@@ -1,4 +1,4 @@
-"""Seed 000's noise suite: four corruptions of float NCHW images in [0, 1], each at a level in [0, 1].
+"""Source 000's noise suite: four corruptions of float NCHW images in [0, 1], each at a level in [0, 1].
 
 - ``gaussian``: x + level * e, e ~ N(0, 1) independently per pixel and channel (level is the
   noise std on the [0, 1] scale), then clipped to [0, 1].

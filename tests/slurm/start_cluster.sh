@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # start_cluster.sh - a real single-node Slurm cluster on this machine, for robustflow's
 # SLURM test (tests/test_slurm.py). Debian 12 (Slurm 22.05 from Debian), run as root,
-# no systemd needed. Adapted from the tested reference in shared/slurm/setup_slurm.sh.
+# no systemd needed.
 #
 #   start_cluster.sh [start]   install + configure + start (idempotent; safe to re-run).
 #                              If a controller not configured by this script already

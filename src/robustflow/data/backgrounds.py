@@ -260,7 +260,7 @@ def generate_backgrounds_set(
 
     Training, validation and original test images take their own class's texture with
     probability ``correlation`` and a uniformly random class's texture otherwise (so the
-    original test split is i.i.d. with training, as seed 002's original(test)). ``mixed_rand``
+    original test split is i.i.d. with training, as source 002's original(test)). ``mixed_rand``
     draws the background class uniformly from all classes (the challenge's definition, so it
     can hit the own class), ``mixed_next`` uses class ``(y + 1) % n_classes``. The
     mixed_rand training split (for training on mixed_rand) uses the same foregrounds as the

@@ -1,12 +1,12 @@
 """Binary image tasks for the learning-rule study.
 
-The seed's experiment is a linear readout from flattened 64x64 grayscale images (4096 inputs)
+The source's experiment is a linear readout from flattened 64x64 grayscale images (4096 inputs)
 to two outputs. Two sources are provided:
 
 - ``digits_binary_task``: scikit-learn's bundled 8x8 digits (no download), upsampled
   bilinearly to ``image_size``; a pair of digits or one digit against several.
 - ``image_folder_binary_task``: any folder with exactly two class sub-folders of images, for
-  running the readout on the seed's own kind of data (e.g. road / not-road crops).
+  running the readout on the source's own kind of data (e.g. road / not-road crops).
 
 Both split each class separately (stratified) with a seeded permutation, so the test set keeps
 the class proportions and the same ``split_seed`` always gives the same split.

@@ -13,7 +13,7 @@ class SmallCNN(nn.Module):
 
     One block per entry of ``features`` (its output channels). The convolutions carry no
     bias because BatchNorm's shift replaces it. With ``features=(64, 128, 256)`` and
-    ``dropout=0.3`` this is the CIFAR CNN of the robust-vision framework (seed 000).
+    ``dropout=0.3`` this is the CIFAR CNN of the robust-vision framework (source 000).
     The classifier is ``head`` (the name pretrained loading drops on a class-count change).
     """
 

@@ -1,4 +1,4 @@
-"""Figures of the architecture study (seed 002). Accuracies are top-1 fractions; lines show
+"""Figures of the architecture study (source 002). Accuracies are top-1 fractions; lines show
 the mean over seeds (and, where stated, the spread over corruptions)."""
 
 from __future__ import annotations

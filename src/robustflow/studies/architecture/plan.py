@@ -8,7 +8,14 @@ fine-tuning runs once per run and corruption group.
 
 from __future__ import annotations
 
-from robustflow.config import check_dataset, check_devices, check_model, dataset_config
+from robustflow.config import (
+    check_dataset,
+    check_devices,
+    check_model,
+    check_unique_ids,
+    dataset_config,
+    figure_and_table_targets,
+)
 from robustflow.corruption_names import CORRUPTIONS
 
 SECTION = "architecture_study"
@@ -52,9 +59,12 @@ def finetune_groups(config: dict) -> dict[str, list[str]]:
     return {"all": names}
 
 
-def needs_source_task(config: dict, run: dict) -> bool:
-    """Whether the run starts from the pipeline's own source-task pretraining."""
-    return run["init"] == "pretrained" and _spec(config, run["model"])["pretrained_source"] == "source_task"
+def source_task_weights(config: dict, run: dict) -> str | list:
+    """The weights file a run starts from when it is a pretrained run of a source-task model (the
+    pipeline's own pretraining), else ``[]`` (no input)."""
+    if run["init"] == "pretrained" and _spec(config, run["model"])["pretrained_source"] == "source_task":
+        return f"{STUDY_DIR}/pretrain/{run['model']}-s{run['seed']}.pt"
+    return []
 
 
 def _spec(config: dict, model_id: str) -> dict:
@@ -106,16 +116,12 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
 
 
 def targets(config: dict) -> list[str]:
-    return [*(f"results/figures/architecture_{figure}.{ext}" for figure in FIGURES for ext in ("pdf", "png")),
-            "results/tables/architecture_summary.csv", "results/tables/architecture_claims.csv"]
+    return figure_and_table_targets("architecture", FIGURES, ("summary.csv", "claims.csv"))
 
 
 def check(config: dict) -> list[str]:
     study = config[SECTION]
-    problems = []
-    ids = [spec["id"] for spec in study["models"]]
-    if len(set(ids)) < len(ids):
-        problems.append(f"config key '{SECTION}.models': model ids must be unique, got {ids}")
+    problems = check_unique_ids(study["models"], f"{SECTION}.models")
     for index, spec in enumerate(study["models"]):
         key = f"{SECTION}.models[{index}]"
         problems += check_model({"name": spec["name"], "pretrained": spec["pretrained_source"] == "timm",

@@ -263,7 +263,7 @@ def evaluate(config: dict, run: dict, inputs, outputs) -> None:
 
 
 def finetune_split(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image indices (train, val, test) of the seed's fine-tuning split of one corruption.
+    """Image indices (train, val, test) of the source's fine-tuning split of one corruption.
 
     Test: the last 10% of indices; train+val: the first 90%, split 90/10 by a seeded
     permutation. Each part is sorted.
@@ -362,7 +362,7 @@ def run_summary(config: dict, test: pd.DataFrame, robustness: pd.DataFrame, fine
         table["finetuned_top5"] = table["run"].map(tuned["top5"].mean())
         table["finetune_before_top1"] = table["run"].map(tuned["top1_before"].mean())
         table["finetune_gain_same_images"] = table["finetuned_top1"] - table["finetune_before_top1"]
-        # The seed's "improvement compared to Exp. 2": fine-tuned mean minus the Exp 2 mean
+        # The source's "improvement compared to Exp. 2": fine-tuned mean minus the Exp 2 mean
         # over the same corruption cells (Exp 2 on the full set, Exp 3 on the last 10%).
         cells = corrupted.merge(finetune[["run", "corruption", "severity"]], on=["run", "corruption", "severity"])
         table["finetune_improvement"] = table["finetuned_top1"] - table["run"].map(cells.groupby("run")["top1"].mean())

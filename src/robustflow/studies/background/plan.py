@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustflow.config import check_devices, check_model
+from robustflow.config import (
+    check_devices,
+    check_model,
+    check_unique_ids,
+    figure_and_table_targets,
+)
 from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET
 
 SECTION = "background_study"
@@ -111,20 +116,14 @@ def _trained_model(config: dict, model_id: str) -> dict:
 
 
 def targets(config: dict) -> list[str]:
-    models = [spec["id"] for spec in config[SECTION]["models"]]
-    return [*(f"results/figures/background_{figure}.{ext}" for figure in FIGURES for ext in ("pdf", "png")),
-            *(f"results/figures/background_{grid}_{model}.{ext}"
-              for grid in GRIDS for model in models for ext in ("pdf", "png")),
-            "results/tables/background_summary.csv", "results/tables/background_gap_summary.csv",
-            "results/tables/background_claims.csv"]
+    grids = [f"{grid}_{spec['id']}" for grid in GRIDS for spec in config[SECTION]["models"]]
+    return figure_and_table_targets("background", (*FIGURES, *grids),
+                                    ("summary.csv", "gap_summary.csv", "claims.csv"))
 
 
 def check(config: dict) -> list[str]:
     study = config[SECTION]
-    problems = []
-    ids = [model["id"] for model in study["models"]]
-    if len(set(ids)) < len(ids):
-        problems.append(f"config key '{SECTION}.models': model ids must be unique, got {ids}")
+    problems = check_unique_ids(study["models"], f"{SECTION}.models")
     for index, model in enumerate(study["models"]):
         problems += check_model(model, f"{SECTION}.models[{index}]")
     problems += check_devices(study["training"], study["resources"], f"{SECTION}.training")

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from robustflow.config import figure_and_table_targets
+
 SECTION = "learning_rule_study"
 FIGURES = ("snr_by_method", "snr_vs_constraint", "noise_robustness", "weight_histograms", "lr_sweep")
 METHODS = ("hebbian", "hebbian_margin", "sgd_mse", "sgd_ce")
@@ -110,8 +112,7 @@ def _task_identity(task: dict) -> dict:
 
 
 def targets(config: dict) -> list[str]:
-    return [*(f"results/figures/learning_rule_{figure}.{ext}" for figure in FIGURES for ext in ("pdf", "png")),
-            "results/tables/learning_rule_summary.csv", "results/tables/learning_rule_claims.md"]
+    return figure_and_table_targets("learning_rule", FIGURES, ("summary.csv", "claims.md"))
 
 
 def check(config: dict) -> list[str]:

@@ -62,7 +62,7 @@ def load_task(task_cfg: dict) -> BinaryTask:
 
 
 def task_description(task_cfg: dict) -> tuple[str, bool]:
-    """(label, comparable to the seed's data): only a user's own image folder can be."""
+    """(label, comparable to the source's data): only a user's own image folder can be."""
     if task_cfg["source"] == "folder":
         return f"image folder {task_cfg['root']}", True
     positive = "+".join(map(str, task_cfg["positive"]))
@@ -80,7 +80,7 @@ def _train_seed(study_cfg: dict, task: BinaryTask, method: str, constraint: tupl
         result = train_readout(method, task.train_x, task.train_y, lr=lr, margin_lambda=study_cfg["margin_lambda"],
                                normalize=study_cfg["normalize"], **common)
         return lr, result, []
-    # The seed's SGD ran at one unstated lr; here each seed picks its lr on held-out training
+    # The source's SGD ran at one unstated lr; here each seed picks its lr on held-out training
     # images, so SGD is judged at its best rather than at an lr that happens to diverge.
     fit, val = stratified_split(task.train_y.numpy(), [study_cfg["task"]["val_fraction"]], seed)
     fit, val = torch.from_numpy(fit), torch.from_numpy(val)

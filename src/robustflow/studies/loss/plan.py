@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import itertools
 
-from robustflow.config import check_dataset, check_devices, check_model, dataset_config, format_number
+from robustflow.config import (
+    check_dataset,
+    check_devices,
+    check_model,
+    dataset_config,
+    figure_and_table_targets,
+    format_number,
+)
 
 SECTION = "loss_study"
 FIGURES = ("training_curves", "robustness_curves", "lambda_ablation", "confidence")
@@ -69,8 +76,7 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
 
 
 def targets(config: dict) -> list[str]:
-    return [*(f"results/figures/loss_{figure}.{ext}" for figure in FIGURES for ext in ("pdf", "png")),
-            "results/tables/loss_summary.csv", "results/tables/loss_claims.csv"]
+    return figure_and_table_targets("loss", FIGURES, ("summary.csv", "claims.csv"))
 
 
 def check(config: dict) -> list[str]:
