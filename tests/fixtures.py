@@ -75,17 +75,19 @@ def write_image_folder_fixture(root: str | Path, classes=("no_road", "road"), n_
 
 
 def write_bg_challenge_fixture(root: str | Path, variations=None, classes=("00_dog", "01_bird"),
-                               per_class: int = 3, size: int = 12) -> Path:
-    """The backgrounds challenge's release layout: <variation>/val/<NN_class>/ images (plus
-    original/train) of flat colours, and fg_mask/val/<NN_class>/<image>.npy masks whose top half
-    is foreground."""
+                               per_class: int = 3, size: int = 12, train_splits: bool = True) -> Path:
+    """The backgrounds challenge's layout: <variation>/val/<NN_class>/ images (plus original/train)
+    of flat colours, and fg_mask/val/<NN_class>/<image>.npy masks whose top half is foreground;
+    with ``train_splits`` also the training splits that mixed_rand and paired training read
+    (mixed_rand/train images, fg_mask/train masks of the original/train images)."""
     from PIL import Image
 
     from robustflow.data.backgrounds import VARIATIONS
 
     root = Path(root)
     for variation in variations or VARIATIONS:
-        for split in (["train", "val"] if variation == "original" else ["val"]):
+        with_train = variation == "original" or (train_splits and variation == "mixed_rand")
+        for split in (["train", "val"] if with_train else ["val"]):
             for c, folder in enumerate(classes):
                 path = root / variation / split / folder
                 path.mkdir(parents=True)
@@ -93,13 +95,14 @@ def write_bg_challenge_fixture(root: str | Path, variations=None, classes=("00_d
                     pixels = np.full((size, size + 4, 3), 40 * c + 10 * i, dtype=np.uint8)
                     name = f"n0{c}_{i}.JPEG" if split == "val" else f"t{c}_{i}.png"
                     Image.fromarray(pixels).save(path / name)
-    for c, folder in enumerate(classes):
-        path = root / "fg_mask" / "val" / folder
-        path.mkdir(parents=True)
-        for i in range(per_class):
-            mask = np.zeros((size, size + 4), dtype=np.uint8)
-            mask[: size // 2] = 1
-            np.save(path / f"n0{c}_{i}.npy", mask)
+    for split, prefix in (("val", "n0"), ("train", "t")) if train_splits else (("val", "n0"),):
+        for c, folder in enumerate(classes):
+            path = root / "fg_mask" / split / folder
+            path.mkdir(parents=True)
+            for i in range(per_class):
+                mask = np.zeros((size, size + 4), dtype=np.uint8)
+                mask[: size // 2] = 1
+                np.save(path / f"{prefix}{c}_{i}.npy", mask)
     return root
 
 

@@ -133,7 +133,7 @@ def test_bad_arguments():
 # ----------------------------------------------------------------------------- the real layout
 
 def test_bg_challenge_loader_reads_the_release_layout(tmp_path):
-    write_bg_challenge_fixture(tmp_path)
+    write_bg_challenge_fixture(tmp_path, train_splits=False)
     data = load_bg_challenge(tmp_path, image_size=8, val_fraction=0.34)
     assert data.classes == ("dog", "bird")
     assert set(data.test) == set(VARIATIONS)
@@ -145,6 +145,14 @@ def test_bg_challenge_loader_reads_the_release_layout(tmp_path):
     assert data.test_masks.shape == (6, 1, 8, 8)
     assert bool(data.test_masks[:, :, :4].all()) and not bool(data.test_masks[:, :, 4:].any())
     assert data.train_masks is None and data.mixed_rand_train is None
+
+
+def test_bg_challenge_loader_reads_the_training_splits_of_mixed_rand_and_paired_training(tmp_path):
+    write_bg_challenge_fixture(tmp_path)
+    data = load_bg_challenge(tmp_path, image_size=8, val_fraction=0.34)
+    assert data.train_masks.shape == (len(data.train.train_x), 1, 8, 8)
+    assert bool(data.train_masks[:, :, :4].all()) and not bool(data.train_masks[:, :, 4:].any())
+    assert len(data.mixed_rand_train.train_x) == len(data.train.train_x)
 
 
 def test_bg_challenge_loader_errors_name_the_path(tmp_path):

@@ -12,6 +12,8 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_FILES = ("batches.meta", *(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
+BG_CHALLENGE_VARIATIONS = ("original", "only_fg", "only_bg_b", "only_bg_t", "no_fg", "mixed_same", "mixed_rand",
+                           "mixed_next")
 BG_CHALLENGE_HOW_TO_GET = (
     "Download `backgrounds_challenge_data.tar.gz` from the release of github.com/MadryLab/backgrounds_challenge "
     "(the val sets of every variation and fg_mask) and the IN-9 training set `original.tar.gz` linked in its "
@@ -23,3 +25,49 @@ def cifar10_missing_files(root: str | Path) -> list[Path]:
     """Paths of the CIFAR-10 files absent under ``root`` (empty when all are present)."""
     folder = Path(root) / CIFAR10_FOLDER
     return [folder / name for name in CIFAR10_FILES if not (folder / name).is_file()]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CIFAR10C_LABELS = "labels.npy"
+CIFAR10C_HOW_TO_GET = (
+    "CIFAR-10-C is the release at https://zenodo.org/record/2535967 (CIFAR-10-C.tar): <corruption>.npy "
+    "uint8 (50000, 32, 32, 3) and labels.npy (50000,), the 10000 test images at severities 1..5."
+)
+
+
+def image_class_folders(root: str | Path) -> list[Path]:
+    """The class folders of an image-folder dataset (sorted, hidden ones skipped)."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def holds_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def npy_shape(path: Path) -> tuple[tuple[int, ...], str]:
+    """Shape and dtype of an .npy file from its header (memory-mapped: no data is read)."""
+    import numpy as np
+
+    array = np.load(path, mmap_mode="r")
+    return tuple(array.shape), str(array.dtype)
+
+
+def cifar10c_problems(root: Path, corruptions: list[str], image_size: int) -> list[str]:
+    """Layout problems of an official CIFAR-10-C folder, from the .npy headers alone."""
+    labels = root / CIFAR10C_LABELS
+    if not labels.is_file():
+        return [f"{labels} does not exist. {CIFAR10C_HOW_TO_GET}"]
+    (n_rows, *rest), dtype = npy_shape(labels)
+    if rest or "int" not in dtype or n_rows % 5:
+        return [f"{labels}: expected a 1-D integer array of 5 x N labels, got shape {(n_rows, *rest)} {dtype}"]
+    problems = []
+    for name in corruptions:
+        path = root / f"{name}.npy"
+        if not path.is_file():
+            problems.append(f"{path} does not exist. {CIFAR10C_HOW_TO_GET}")
+            continue
+        shape, dtype = npy_shape(path)
+        expected = (n_rows, image_size, image_size, 3)
+        if shape != expected or dtype != "uint8":
+            problems.append(f"{path}: shape {shape} {dtype}, expected {expected} uint8 (the labels' count, "
+                            f"the study's {image_size}x{image_size} test images)")
+    return problems

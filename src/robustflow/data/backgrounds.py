@@ -30,10 +30,10 @@ import torch.nn.functional as F
 
 from robustflow.data import ImageSplits, stratified_split
 from robustflow.data.cifar10 import DatasetNotFoundError
-from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET
+from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET, BG_CHALLENGE_VARIATIONS
 from robustflow.io import atomic_torch_save
 
-VARIATIONS = ("original", "only_fg", "only_bg_b", "only_bg_t", "no_fg", "mixed_same", "mixed_rand", "mixed_next")
+VARIATIONS = BG_CHALLENGE_VARIATIONS
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 HOW_TO_GET = BG_CHALLENGE_HOW_TO_GET
 

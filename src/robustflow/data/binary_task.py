@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from robustflow.data_files import IMAGE_SUFFIXES
 
 
 @dataclass(frozen=True)

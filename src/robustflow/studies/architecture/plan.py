@@ -8,6 +8,8 @@ fine-tuning runs once per run and corruption group.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from robustflow.config import (
     check_dataset,
     check_devices,
@@ -17,6 +19,7 @@ from robustflow.config import (
     figure_and_table_targets,
 )
 from robustflow.corruption_names import CORRUPTIONS
+from robustflow.data_files import cifar10c_problems
 
 SECTION = "architecture_study"
 FIGURES = ("training_curves", "severity_curves", "corruption_heatmap", "finetune_improvement",
@@ -25,6 +28,7 @@ INITS = ("scratch", "pretrained")
 INIT_SUFFIX = {"scratch": "scratch", "pretrained": "pt"}
 CLEAN = "clean"
 STUDY_DIR = "results/architecture_study"
+CIFAR10_IMAGE_SIZE = 32
 
 
 def variant_id(model_id: str, init: str) -> str:
@@ -119,6 +123,17 @@ def targets(config: dict) -> list[str]:
     return figure_and_table_targets("architecture", FIGURES, ("summary.csv", "claims.csv"))
 
 
+def _official_cifar10c_problems(config: dict) -> list[str]:
+    """An official CIFAR-10-C folder (any .npy in ``cifar10c.root``) must fit the study's test set."""
+    study = config[SECTION]
+    root = study["cifar10c"]["root"]
+    if study["dataset"] != "cifar10" or not root or not Path(root).is_dir() or not any(Path(root).glob("*.npy")):
+        return []  # nothing official there: the set is generated from the test split
+    key = f"config key '{SECTION}.cifar10c.root'"
+    return [f"{key}: {problem} (or set {SECTION}.cifar10c.root to null to generate the set)"
+            for problem in cifar10c_problems(Path(root), corruptions(config), CIFAR10_IMAGE_SIZE)]
+
+
 def check(config: dict) -> list[str]:
     study = config[SECTION]
     problems = check_unique_ids(study["models"], f"{SECTION}.models")
@@ -136,6 +151,7 @@ def check(config: dict) -> list[str]:
     if missing:
         problems.append(f"config key '{SECTION}.finetune.corruptions': {missing} are not among "
                         f"{SECTION}.cifar10c.corruptions, so no CIFAR-10-C files exist for them")
+    problems += _official_cifar10c_problems(config)
     names = {variant["variant"] for variant in variants(config)}
     if study["baseline"] not in names:
         problems.append(f"config key '{SECTION}.baseline': '{study['baseline']}' is not a variant; "

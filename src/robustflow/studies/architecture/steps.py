@@ -41,7 +41,13 @@ from robustflow.corruption_names import SEVERITIES
 from robustflow.data import ImageSplits, load_dataset
 from robustflow.data.cifar10c import check_cifar10c, load_cifar10c, write_cifar10c
 from robustflow.device import resolve_device
-from robustflow.io import atomic_torch_save, checkpoint_dir, concat_tables, write_csv, write_json
+from robustflow.io import (
+    atomic_torch_save,
+    checkpoint_dir,
+    concat_tables,
+    write_csv,
+    write_json,
+)
 from robustflow.metrics import classification_metrics
 from robustflow.models import create_model
 from robustflow.robustness_metrics import corruption_errors, mean_corruption_errors

@@ -16,13 +16,14 @@ from robustflow.config import (
     check_unique_ids,
     figure_and_table_targets,
 )
-from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET
+from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET, BG_CHALLENGE_VARIATIONS
 
 SECTION = "background_study"
 FIGURES = ("accuracy_per_variation", "gap_per_method", "foreground_share")
 GRIDS = ("saliency_grid", "influence_grid")
 METHODS = ("standard", "mixed_rand", "paired")
 STUDY_DIR = "results/background_study"
+MIN_DIGIT_SIZE = 8  # the generator's smallest digit
 GAP_COLUMNS = {
     "gap_original_minus_mixed_rand": ("original", "mixed_rand"),
     "bg_gap_mixed_same_minus_mixed_rand": ("mixed_same", "mixed_rand"),
@@ -132,10 +133,27 @@ def check(config: dict) -> list[str]:
         problems.append(f"config key '{SECTION}.influence.seeds': {unknown_seeds} not in "
                         f"{SECTION}.seeds {study['seeds']}")
     if study["source"] == "bg_challenge":
-        root = Path(study["bg_challenge"]["root"])
-        for needed in (root / "original" / "train", root / "original" / "val"):
-            if not needed.is_dir():
-                problems.append(f"config key '{SECTION}.bg_challenge.root': {needed} does not exist "
-                                f"(root = {root}). {BG_CHALLENGE_HOW_TO_GET} Or set {SECTION}.source to generated.")
-                break
+        problems += _bg_challenge_problems(study)
+    else:
+        generated = study["generated"]
+        if not MIN_DIGIT_SIZE <= generated["digit_size"] < generated["image_size"]:
+            problems.append(f"config key '{SECTION}.generated.digit_size': {generated['digit_size']} must lie in "
+                            f"[{MIN_DIGIT_SIZE}, generated.image_size = {generated['image_size']}): the digit "
+                            "needs background around it")
     return problems
+
+
+def _bg_challenge_problems(study: dict) -> list[str]:
+    """The folders of the backgrounds challenge that the configured methods need."""
+    root = Path(study["bg_challenge"]["root"])
+    needed = {"original/train": "every method trains on it",
+              **{f"{variation}/val": "a test variation" for variation in BG_CHALLENGE_VARIATIONS}}
+    if "mixed_rand" in study["methods"]:
+        needed["mixed_rand/train"] = "method mixed_rand trains on it (the challenge's released Mixed-Rand set)"
+    if "paired" in study["methods"]:
+        needed["fg_mask/train"] = "method paired needs a foreground mask per training image"
+    missing = [f"{root / folder} ({why})" for folder, why in needed.items() if not (root / folder).is_dir()]
+    if not missing:
+        return []
+    return [f"config key '{SECTION}.bg_challenge.root': missing {', '.join(missing)}. {BG_CHALLENGE_HOW_TO_GET} "
+            f"Or set {SECTION}.source to generated."]

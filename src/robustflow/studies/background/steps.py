@@ -38,7 +38,13 @@ from robustflow.influence import (
     save_epoch_snapshot,
     top_influences,
 )
-from robustflow.io import atomic_path, atomic_torch_save, checkpoint_dir, concat_tables, write_csv
+from robustflow.io import (
+    atomic_path,
+    atomic_torch_save,
+    checkpoint_dir,
+    concat_tables,
+    write_csv,
+)
 from robustflow.metrics import classification_metrics
 from robustflow.models import create_model
 from robustflow.robustar import train_paired
@@ -46,7 +52,12 @@ from robustflow.saliency import foreground_share, gradient_saliency, saliency_ma
 from robustflow.stats import summarise
 from robustflow.studies.background.claims import claims_table
 from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
-from robustflow.training import CHECKPOINT_NAME, TrainSettings, predict_logits, train_classifier
+from robustflow.training import (
+    CHECKPOINT_NAME,
+    TrainSettings,
+    predict_logits,
+    train_classifier,
+)
 
 RUN_COLUMNS = ["run", "variant", "model", "method", "reg_coeff", "pair_mode", "seed", "label"]
 SAMPLE_VARIATIONS = ("original", "mixed_rand", "only_bg_t")

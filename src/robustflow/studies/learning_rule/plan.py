@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robustflow.config import figure_and_table_targets
+from robustflow.data_files import IMAGE_SUFFIXES, holds_images, image_class_folders
 
 SECTION = "learning_rule_study"
 FIGURES = ("snr_by_method", "snr_vs_constraint", "noise_robustness", "weight_histograms", "lr_sweep")
@@ -120,13 +121,30 @@ def check(config: dict) -> list[str]:
     task = study["task"]
     problems = []
     for index, constraint in enumerate(study["constraints"]):
+        key = f"config key '{SECTION}.constraints[{index}]'"
         try:
             constraint_id(constraint)
         except ValueError as error:
-            problems.append(f"config key '{SECTION}.constraints[{index}]': {error}")
-    if task["source"] == "folder" and (task["root"] is None or not Path(task["root"]).is_dir()):
-        problems.append(
-            f"config key '{SECTION}.task.root': image folder {task['root']} does not "
-            "exist; it must hold two class folders of images (root/<class_a>/*.png, "
-            "root/<class_b>/*.png), or set task.source to digits")
+            problems.append(f"{key}: {error}")
+        if constraint is not None and not constraint[0] < constraint[1]:
+            problems.append(f"{key}: the range [lo, hi] needs lo < hi, got {constraint}")
+    if task["source"] == "digits":
+        shared = sorted(set(task["positive"]) & set(task["negative"]))
+        if shared:
+            problems.append(f"config key '{SECTION}.task.negative': digits {shared} are also positive "
+                            f"({SECTION}.task.positive {task['positive']}); the two classes must not share digits")
+    else:
+        problems += _folder_problems(task["root"])
     return problems
+
+
+def _folder_problems(root: str | None) -> list[str]:
+    key = f"config key '{SECTION}.task.root'"
+    layout = "two class folders of images (root/<class_a>/*.png, root/<class_b>/*.png)"
+    if root is None or not Path(root).is_dir():
+        return [f"{key}: image folder {root} does not exist; it must hold {layout}, or set task.source to digits"]
+    folders = image_class_folders(root)
+    if len(folders) != 2:
+        return [f"{key}: {root} must hold exactly {layout}, found {len(folders)}: {[p.name for p in folders]}"]
+    return [f"{key}: class folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images"
+            for folder in folders if not holds_images(folder)]

@@ -21,7 +21,11 @@ import torch
 
 from robustflow.claims import claims_markdown
 from robustflow.data import stratified_split
-from robustflow.data.binary_task import BinaryTask, digits_binary_task, image_folder_binary_task
+from robustflow.data.binary_task import (
+    BinaryTask,
+    digits_binary_task,
+    image_folder_binary_task,
+)
 from robustflow.io import atomic_path, concat_tables, write_csv
 from robustflow.learning_rules import (
     ReadoutResult,

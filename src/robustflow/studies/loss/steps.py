@@ -7,7 +7,6 @@ Each public function is one step of the DAG, ``step(config, job, inputs, outputs
 
 from __future__ import annotations
 
-
 import pandas as pd
 import torch
 
