@@ -1,5 +1,5 @@
 ARCH = "architecture_study"
-ARCH_DIR = "results/architecture_study"
+ARCH_DIR = PLANS[ARCH].STUDY_DIR
 ARCH_RUN_DIR = f"{ARCH_DIR}/runs/{{run}}"
 ARCH_GROUPS = list(PLANS[ARCH].finetune_groups(config)) if ARCH in ENABLED else []
 
@@ -27,7 +27,7 @@ rule architecture_prepare_cifar10c:
 
 rule architecture_pretrain:
     output:
-        model=f"{ARCH_DIR}/pretrain/{{model}}-s{{seed}}.pt",
+        model=PLANS[ARCH].PRETRAINED_MODEL,
         history=f"{ARCH_DIR}/pretrain/{{model}}-s{{seed}}_history.csv",
     log:
         "results/logs/architecture_study/pretrain/{model}-s{seed}.log",

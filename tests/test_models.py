@@ -247,3 +247,11 @@ def test_cifar_stem_checkpoint_reloads_and_imagenet_stem_is_replaced(tmp_path):
     adapted = create_model("resnet18", num_classes=10, cifar_stem=True, pretrained=True, pretrained_file=path)
     assert adapted.conv1.kernel_size == (3, 3)
     assert torch.equal(adapted.layer1[0].conv1.weight, imagenet_like.layer1[0].conv1.weight)
+
+
+def test_catalog_hub_ids_are_timms_default_pretrained_tags():
+    import timm
+
+    from robustflow.model_catalog import TIMM_HUB_IDS
+
+    assert {name: timm.models.get_pretrained_cfg(name).hf_hub_id for name in TIMM_HUB_IDS} == TIMM_HUB_IDS

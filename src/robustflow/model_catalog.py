@@ -1,24 +1,28 @@
 """The names of the registered models and where their pretrained weights are, without torch.
 
 Config validation runs before the DAG is built and needs only this: the model registry
-(`robustflow.models`) imports torch and timm; this module imports neither (timm only to look
-a timm model's weights up in the Hugging Face cache).
+(`robustflow.models`) imports torch and timm; this module imports neither.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-TIMM_MODELS = ("resnet18", "resnet50", "vit_small_patch16_224", "vit_tiny_patch16_224")
+# timm's default pretrained tag of each model: the Hugging Face repo its weights are cached under
+# (tests check these against timm's own pretrained configs).
+TIMM_HUB_IDS = {
+    "resnet18": "timm/resnet18.a1_in1k",
+    "resnet50": "timm/resnet50.a1_in1k",
+    "vit_small_patch16_224": "timm/vit_small_patch16_224.augreg_in21k_ft_in1k",
+    "vit_tiny_patch16_224": "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+}
+TIMM_MODELS = tuple(TIMM_HUB_IDS)
 MODEL_NAMES = ("small_cnn", "vit_micro", *TIMM_MODELS)
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the hub
 
 
 def _hf_repo(name: str) -> tuple[str, str | None]:
-    import timm
-
-    hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
-    repo, _, revision = hub_id.partition("@")
+    repo, _, revision = TIMM_HUB_IDS[name].partition("@")
     return repo, revision or None
 
 

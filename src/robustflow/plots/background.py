@@ -69,7 +69,7 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 def saliency_grid(samples: dict | Sequence[dict], variation: str = "mixed_rand", rows: int = 6) -> plt.Figure:
     """Sample test images of ``variation`` and the saliency of each run on them (red = salient).
 
-    ``samples`` are dicts from `background_study.load_samples` of `evaluate_model`'s .npz,
+    ``samples`` are dicts from `robustflow.studies.background.steps.load_samples` of the evaluate step's .npz,
     one per run (e.g. standard vs paired); the mask outline marks the foreground.
     """
     runs = [samples] if isinstance(samples, dict) else list(samples)

@@ -15,7 +15,8 @@ from it, and every cluster job rebuilds the DAG):
   dicts; every run has ``run``, ``variant`` and ``seed``);
 - ``job_config(config, step, job)``: exactly the part of the config the job of ``step`` for
   ``job`` reads (its run record, or its wildcards), and nothing else, so an edit to any other
-  key leaves the job's params, and so its outputs, untouched;
+  key leaves the job's params, and so its outputs, untouched (seeds are in no job config, but
+  for the learning-rule cells, which train all seeds of a cell in one cheap job);
 - ``targets(config)``: the study's final files; ``check(config)``: the problems of the study's
   section that the schema cannot express (a list of messages naming keys).
 
@@ -24,7 +25,7 @@ with ``config`` from ``job_config``, ``job`` the run record or wildcards (a step
 run names it ``run``), ``inputs`` and ``outputs`` the rule's named files (see `robustflow.jobs`).
 
 ``robustflow.studies.<name>.claims``: the claims of the sources, each defined once with its
-measurement, and ``claims_table(tables, config)`` that judges them.
+measurement, and ``claims_table(<the study's aggregated tables>, config)`` that judges them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from robustflow.config import ConfigError, load_schema, validate_config
 
 STUDIES = ("loss_study", "learning_rule_study", "architecture_study", "background_study")
 _PACKAGES = {section: section.removesuffix("_study") for section in STUDIES}
+
+
+def run_id(variant: str, seed: int) -> str:
+    """The id of a variant's run at ``seed``, the same in every study: ``<variant>-s<seed>``."""
+    return f"{variant}-s{seed}"
 
 
 def plan(section: str) -> ModuleType:

@@ -8,7 +8,7 @@ Pretrained weights come from one of two places (``models[i].pretrained_source``)
 
 - ``timm``: ImageNet weights from a local file or the offline Hugging Face cache, via
   `create_model` (the paper setting; source 002 used timm's ImageNet-1k weights).
-- ``source_task`` (the offline default): `pretrain_source` trains the model on a disjoint
+- ``source_task`` (the offline default): `pretrain` trains the model on a disjoint
   source task, the study dataset's *train* split restricted to ``source_task.classes``
   (labels renumbered). The target task then uses all classes; the source checkpoint is loaded
   with its classifier dropped (re-initialised for the target's class count). The source task
@@ -125,7 +125,7 @@ def _run_model(config: dict, run: Mapping, data: ImageSplits, pretrained_path: s
     else:
         if pretrained_path is None:
             raise ValueError(f"run {run['run']!r}: pretrained_source is source_task, so pretrained_path "
-                             "(the output of pretrain_source) is required")
+                             "(the output of the pretrain step) is required")
         weights = pretrained_path
     return build_model(config, run["model"], data.num_classes, data.image_size, run["seed"],
                        pretrained_file=weights, pretrained=True)

@@ -3,7 +3,7 @@
 One job is one cell (method x constraint, see the plan) with all seeds. Per seed a cell
 writes test-split metrics, metrics under the noise suite, the SGD learning-rate sweep, and
 the trained weights; ``aggregate`` joins the cells, summarises over seeds and judges the
-seed's claims.
+source's claims.
 
 SNR definitions: ``output_ratio`` is the source's ratio of mean outputs (defined only for
 non-negative outputs, nan otherwise); ``margin_snr`` and ``normalized_margin`` are the
@@ -81,8 +81,9 @@ def _train_seed(study_cfg: dict, task: BinaryTask, method: str, constraint: tupl
                   constraint=constraint, seed=seed)
     if method not in SGD_METHODS:
         lr = float(study_cfg["hebbian_lr"])
-        result = train_readout(method, task.train_x, task.train_y, lr=lr, margin_lambda=study_cfg["margin_lambda"],
-                               normalize=study_cfg["normalize"], **common)
+        margin = {"margin_lambda": study_cfg["margin_lambda"]} if method == "hebbian_margin" else {}
+        result = train_readout(method, task.train_x, task.train_y, lr=lr, normalize=study_cfg["normalize"],
+                               **margin, **common)
         return lr, result, []
     # The source's SGD ran at one unstated lr; here each seed picks its lr on held-out training
     # images, so SGD is judged at its best rather than at an lr that happens to diverge.

@@ -12,15 +12,28 @@ from robustflow.config import (
     check_dataset,
     check_devices,
     check_model,
+    check_model_shape,
+    check_schedule,
     dataset_config,
     figure_and_table_targets,
     format_number,
 )
+from robustflow.studies import run_id
 
 SECTION = "loss_study"
 FIGURES = ("training_curves", "robustness_curves", "lambda_ablation", "confidence")
-LOSSES_WITH_LAMBDA = ("margin", "combined")
-RUN_DIR = "results/loss_study/runs/{run}"
+LOSSES_WITH_LAMBDA = ("margin", "combined")  # their lambda is the run's (swept) margin_lambda
+# The training keys each loss reads, by the name its loss function gives them.
+LOSS_PARAMETERS = {
+    "ce": {},
+    "label_smoothing": {"smoothing": "label_smoothing"},
+    "margin": {},
+    "focal": {"gamma": "focal_gamma"},
+    "combined": {"smoothing": "label_smoothing", "margin_weight": "combined_margin_weight"},
+}
+# Training keys that only some runs read (margin_lambda: only the sweep's default lambda).
+LOSS_SPECIFIC_KEYS = ("label_smoothing", "focal_gamma", "margin_lambda", "combined_margin_weight", "ema_decay")
+IMAGE_SIZE = 32  # digits (as the loader upsamples them) and CIFAR-10 alike
 
 
 def variant_id(loss: str, margin_lambda: float | None, ema: bool, mixup_alpha: float) -> str:
@@ -53,17 +66,22 @@ def variants(config: dict) -> list[dict]:
 
 def runs(config: dict) -> list[dict]:
     """One row per (variant, seed)."""
-    return [dict(run=f"{variant['variant']}-s{seed}", seed=int(seed), **variant)
+    return [dict(run=run_id(variant["variant"], seed), seed=int(seed), **variant)
             for variant in variants(config) for seed in config[SECTION]["seeds"]]
 
 
 def job_config(config: dict, step: str, job: dict | None = None) -> dict:
-    """What one job of ``step`` reads: training and evaluation the model, data and training
-    settings (evaluation adds the noise suite), aggregation and figures the study's naming."""
+    """What one job of ``step`` reads: training the model, data and the training settings of its
+    run's loss (EMA decay only for EMA variants), evaluation the model, data and noise suite,
+    aggregation and figures the study's naming."""
     study = config[SECTION]
     data = {"device": config["device"], "datasets": dataset_config(config, study["dataset"])}
     if step == "train":
-        return {**data, SECTION: {k: study[k] for k in ("dataset", "model", "training")}}
+        training = {k: v for k, v in study["training"].items() if k not in LOSS_SPECIFIC_KEYS}
+        training.update({key: study["training"][key] for key in LOSS_PARAMETERS[job["loss"]].values()})
+        if job["ema"]:
+            training["ema_decay"] = study["training"]["ema_decay"]
+        return {**data, SECTION: {"dataset": study["dataset"], "model": study["model"], "training": training}}
     if step == "evaluate":
         return {**data, "noise_suite": config["noise_suite"],
                 SECTION: {"dataset": study["dataset"], "model": study["model"],
@@ -81,9 +99,23 @@ def targets(config: dict) -> list[str]:
 
 def check(config: dict) -> list[str]:
     study = config[SECTION]
-    problems = check_model(study["model"], f"{SECTION}.model") + check_devices(study["training"], study["resources"], f"{SECTION}.training")
+    model = study["model"]
+    problems = check_model(model, f"{SECTION}.model") + check_devices(study["training"], study["resources"], f"{SECTION}.training")
+    problems += check_model_shape(model["name"], model["kwargs"], IMAGE_SIZE, f"{SECTION}.model")
+    problems += check_schedule(study["training"], f"{SECTION}.training")
+    problems += _unused_lambda_problems(study["sweep"])
     names = {variant["variant"] for variant in variants(config)}
     if study["baseline"] not in names:
         problems.append(f"config key '{SECTION}.baseline': '{study['baseline']}' is not a variant of the "
                         f"sweep; variants: {', '.join(sorted(names))}")
     return problems + check_dataset(config, study["dataset"], f"{SECTION}.dataset")
+
+
+def _unused_lambda_problems(sweep: list[dict]) -> list[str]:
+    """A block that sweeps margin_lambda but holds no loss that reads it would silently run one
+    variant per loss instead of the intended sweep."""
+    return [f"config key '{SECTION}.sweep[{index}].margin_lambda': swept for {block['loss']}, but only "
+            f"{' and '.join(LOSSES_WITH_LAMBDA)} use a margin lambda, so the block runs each loss once, not once per lambda; "
+            f"add margin or combined to the block's losses, or drop its margin_lambda"
+            for index, block in enumerate(sweep)
+            if "margin_lambda" in block and not set(block["loss"]) & set(LOSSES_WITH_LAMBDA)]

@@ -19,6 +19,11 @@ from robustflow.models import create_model
 from robustflow.noise import apply_noise, noise_generator
 from robustflow.stats import summarise
 from robustflow.studies.loss.claims import claims_table
+from robustflow.studies.loss.plan import (
+    LOSS_PARAMETERS,
+    LOSS_SPECIFIC_KEYS,
+    LOSSES_WITH_LAMBDA,
+)
 from robustflow.training import TrainSettings, predict_logits, train_classifier
 
 RUN_COLUMNS = ["run", "variant", "loss", "margin_lambda", "ema", "mixup_alpha", "seed"]
@@ -31,26 +36,15 @@ def study_data(config: dict) -> ImageSplits:
     return load_dataset(name, **config["datasets"][name])
 
 
-LOSS_KEYS = ("label_smoothing", "focal_gamma", "margin_lambda", "combined_margin_weight")
-
-
 def run_settings(config: dict, run: dict) -> TrainSettings:
-    """The run's TrainSettings: the study's training block with the loss keys turned into the
-    run's loss and its parameters, EMA only for EMA variants."""
+    """The run's TrainSettings: the training block with the loss keys turned into the run's loss
+    and its parameters (see the plan's `LOSS_PARAMETERS`), EMA only for EMA variants."""
     training = config["loss_study"]["training"]
-    loss_params = {
-        "ce": {},
-        "label_smoothing": {"smoothing": training["label_smoothing"]},
-        "margin": {"margin": run["margin_lambda"]},
-        "focal": {"gamma": training["focal_gamma"]},
-        "combined": {
-            "smoothing": training["label_smoothing"],
-            "margin": run["margin_lambda"],
-            "margin_weight": training["combined_margin_weight"],
-        },
-    }[run["loss"]]
-    block = {k: v for k, v in training.items() if k not in LOSS_KEYS}
-    return TrainSettings.from_config(block, ema_decay=block["ema_decay"] if run["ema"] else None,
+    loss_params = {name: training[key] for name, key in LOSS_PARAMETERS[run["loss"]].items()}
+    if run["loss"] in LOSSES_WITH_LAMBDA:
+        loss_params["margin"] = run["margin_lambda"]
+    block = {k: v for k, v in training.items() if k not in LOSS_SPECIFIC_KEYS}
+    return TrainSettings.from_config(block, ema_decay=training["ema_decay"] if run["ema"] else None,
                                      mixup_alpha=run["mixup_alpha"], loss=run["loss"], loss_params=loss_params,
                                      seed=run["seed"])
 
