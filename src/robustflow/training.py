@@ -16,6 +16,15 @@ of the last full epoch stays valid and a rerun resumes from it.
 
 Checkpoints hold tensors and plain values only and are loaded with ``weights_only=True``;
 a file that needs more is refused (`CheckpointError`), never unpickled.
+
+Damaged checkpoints do not block a run. Each save first keeps the checkpoint it replaces as
+``previous.pt`` (two files in all), and seals the new one with a SHA-256 digest of its bytes. On a
+rerun, a checkpoint that cannot be used (its bytes changed since they were written, truncated, not
+a zip, missing or inconsistent fields, tensors that do not fit the model) is set aside: renamed to
+``<name>.unreadable-<UTC time>`` beside it and kept, with an `UnreadableCheckpointWarning` naming
+the new path and the reason. The run then resumes from ``previous.pt``, or starts over, and ends
+as an uninterrupted run would. A checkpoint whose intact bytes carry code is not damage: it is
+still refused with `CheckpointError`.
 """
 
 from __future__ import annotations
@@ -24,13 +33,19 @@ import abc
 import contextlib
 import copy
 import dataclasses
+import hashlib
+import itertools
 import math
+import os
 import pickle
+import shutil
 import signal
 import sys
 import threading
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, NamedTuple, Sequence
 
@@ -49,11 +64,13 @@ from robustflow.data.augment import (
     random_flip,
     to_unit_float,
 )
-from robustflow.io import atomic_torch_save
+from robustflow.io import atomic_path
 from robustflow.losses import build_loss
 from robustflow.metrics import classification_metrics
 
 CHECKPOINT_NAME = "last.pt"
+# The checkpoint that `CHECKPOINT_NAME` replaced: the fallback when the newest cannot be read.
+PREVIOUS_CHECKPOINT_NAME = "previous.pt"
 # Fields that choose how a run is computed, not which run it is (see the module docstring).
 EXECUTION_FIELDS = ("amp", "channels_last", "compile", "devices")
 # Exit code of a data-parallel worker stopped by SIGTERM (128 + SIGTERM, as a shell reports it).
@@ -70,6 +87,10 @@ class TrainingPreempted(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint file could not be loaded safely (``weights_only=True``); the message names the file."""
+
+
+class UnreadableCheckpointWarning(UserWarning):
+    """A damaged checkpoint was set aside (renamed, kept) and the run resumed from an older one or from scratch."""
 
 
 @dataclass
@@ -375,16 +396,167 @@ class ClassifierObjective(BatchObjective):
 # ----------------------------------------------------------------------------- checkpoints
 
 
+_ZIP_HEAD = b"PK\x03\x04"
+_EOCD_SIGNATURE = b"PK\x05\x06"  # a zip ends with this record: 22 bytes, then its comment
+_EOCD_SIZE = 22
+_SEAL_PREFIX = b"robustflow-sha256:"
+_SEAL_SIZE = len(_SEAL_PREFIX) + 64  # the zip comment of a sealed checkpoint: the prefix and a hex digest
+_HASH_CHUNK = 1 << 20
+_CHECKPOINT_FIELDS = ("settings", "model", "optimizer", "scheduler", "generator", "history", "best", "ema_best")
+
+
+class _DamagedCheckpoint(Exception):
+    """A checkpoint that cannot be used (not the bytes written, unreadable, inconsistent, not fitting the
+    model): the message says why. It is set aside, never refused like a checkpoint carrying code."""
+
+
 def _load_checkpoint(path: Path) -> dict:
-    """The checkpoint at `path`, unpickled with weights_only=True: a tampered file cannot run code."""
+    """The checkpoint at `path`, unpickled with weights_only=True: a tampered file cannot run code.
+
+    Raises `CheckpointError` when bytes as written need more than tensors and plain values (a
+    pickle carrying code: refused, not damage), `_DamagedCheckpoint` when the bytes are not the
+    ones written or torch cannot read them.
+    """
+    intact = _check_bytes(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"refused to unpickle {path}: it holds more than tensors and plain values "
-            f"({_unpickler_reason(error)}); a checkpoint of this loop never does, so the file was "
-            "not written by it or was tampered with. Delete it to train from scratch."
-        ) from error
+        reason = _unpickler_reason(error)
+        # Intact bytes were written that way; in a file that is not a zip (nothing to verify it by)
+        # a refused GLOBAL is a reference to code all the same.
+        if intact or "GLOBAL " in reason:
+            raise CheckpointError(
+                f"refused to unpickle {path}: it holds more than tensors and plain values "
+                f"({reason}); a checkpoint of this loop never does, so the file was "
+                f"not written by it or was tampered with. Move it out of {path.parent} to train without it."
+            ) from error
+        raise _DamagedCheckpoint(f"torch.load failed: UnpicklingError: {reason}") from error
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as error:  # truncated, garbled: PytorchStreamReader's RuntimeError, EOFError, ...
+        raise _DamagedCheckpoint(f"torch.load failed: {_describe(error)}") from error
+    if not isinstance(checkpoint, dict):
+        raise _DamagedCheckpoint(f"it holds a {type(checkpoint).__name__}, not a checkpoint's dict")
+    return checkpoint
+
+
+def _check_bytes(path: Path) -> bool:
+    """True when the bytes at `path` are verified as written: the seal's SHA-256 matches, or (a zip
+    without a seal) every record's CRC does; False for a file that is not a zip, which torch.load
+    judges. Raises `_DamagedCheckpoint` for a zip (or sealed file) whose bytes changed or were cut."""
+    tail_size = _EOCD_SIZE + _SEAL_SIZE
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        file.seek(0)
+        head = file.read(len(_ZIP_HEAD))
+        file.seek(max(size - tail_size, 0))
+        tail = file.read()
+        end_record, seal = tail[:_EOCD_SIZE], tail[_EOCD_SIZE:]
+        # Either half of the seal in place marks a sealed file: a garbled seal is damage, not "unsealed".
+        if size >= tail_size and (end_record[:4] == _EOCD_SIGNATURE or seal.startswith(_SEAL_PREFIX)):
+            if (end_record[:4] != _EOCD_SIGNATURE or end_record[20:] != _SEAL_SIZE.to_bytes(2, "little")
+                    or not seal.startswith(_SEAL_PREFIX)):
+                raise _DamagedCheckpoint("its seal (the zip comment holding its SHA-256 digest) is garbled")
+            if _sha256(file, size - _SEAL_SIZE).hexdigest().encode() != seal[len(_SEAL_PREFIX):]:
+                raise _DamagedCheckpoint("its bytes differ from the SHA-256 digest recorded when it was written")
+            return True
+    if head != _ZIP_HEAD:
+        return False
+    try:  # an unsealed zip (a checkpoint from before seals, or torch.save's): torch does not check CRCs
+        with zipfile.ZipFile(path) as archive:
+            bad_record = archive.testzip()
+    except Exception as error:  # truncated or garbled: a damaged zip can fail to parse in many ways
+        raise _DamagedCheckpoint(f"not a readable zip archive: {_describe(error)}") from error
+    if bad_record is not None:
+        raise _DamagedCheckpoint(f"the CRC of its record {bad_record} does not match the record's bytes")
+    return True
+
+
+def _seal_checkpoint(path: Path) -> None:
+    """Record the SHA-256 of the zip torch.save wrote at `path` as the zip's comment, so that a changed,
+    lost or added byte anywhere is found on load (zip CRCs cover record data only, and torch.load
+    checks none). A file of another layout is left unsealed: its CRCs are checked instead."""
+    with open(path, "r+b") as file:
+        size = file.seek(0, os.SEEK_END)
+        if size < len(_ZIP_HEAD) + _EOCD_SIZE:
+            return
+        file.seek(size - _EOCD_SIZE)
+        end_record = file.read()
+        if end_record[:4] != _EOCD_SIGNATURE or end_record[20:22] != b"\0\0":
+            return
+        comment_length = _SEAL_SIZE.to_bytes(2, "little")
+        digest = _sha256(file, size - 2)
+        digest.update(comment_length)
+        file.seek(size - 2)
+        file.write(comment_length + _SEAL_PREFIX + digest.hexdigest().encode())
+
+
+def _sha256(file, length: int):
+    """SHA-256 of the first `length` bytes of the open binary `file`."""
+    digest = hashlib.sha256()
+    file.seek(0)
+    while length > 0:
+        chunk = file.read(min(_HASH_CHUNK, length))
+        if not chunk:
+            break
+        digest.update(chunk)
+        length -= len(chunk)
+    return digest
+
+
+def _write_checkpoint(checkpoint: dict, path: Path, previous: Path) -> None:
+    """Save `checkpoint` at `path`, sealed; the checkpoint it replaces becomes `previous`.
+
+    `path` holds a whole checkpoint at every moment: the new file is written and sealed under a
+    temporary name, the old one is linked (or copied) to `previous` atomically, and only then is
+    the new one renamed over `path`.
+    """
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+        _seal_checkpoint(tmp)
+        if path.exists():
+            with atomic_path(previous) as previous_tmp:
+                previous_tmp.unlink()
+                try:
+                    os.link(path, previous_tmp)  # no copy: the replace below gives `path` a new file
+                except OSError:  # no hard links on this file system
+                    shutil.copyfile(path, previous_tmp)
+
+
+def _set_aside(path: Path, reason: str) -> Path:
+    """Rename the unusable checkpoint at `path` to ``<name>.unreadable-<UTC time>[-n]`` beside it,
+    never over another file; returns the new path."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for attempt in itertools.count(1):
+        target = path.with_name(f"{path.name}.unreadable-{stamp}" + (f"-{attempt}" if attempt > 1 else ""))
+        try:
+            if _rename_unless_taken(path, target):
+                return target
+        except OSError as error:
+            raise RuntimeError(f"{path} cannot be used ({reason}) and could not be moved aside: {error}") from error
+    raise AssertionError("unreachable")
+
+
+def _rename_unless_taken(source: Path, target: Path) -> bool:
+    """Rename `source` to `target` unless `target` exists (then False): never overwrites."""
+    try:
+        os.link(source, target)  # fails on an existing target
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system
+        if target.exists():
+            return False
+        os.rename(source, target)
+        return True
+    source.unlink()
+    return True
+
+
+def _describe(error: BaseException) -> str:
+    """An exception's type and first line, short enough for a warning."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _unpickler_reason(error: pickle.UnpicklingError) -> str:
@@ -399,10 +571,11 @@ def _run_identity(settings: dict, objective: dict) -> dict:
     return {"settings": {k: v for k, v in settings.items() if k not in EXECUTION_FIELDS}, "objective": objective}
 
 
-def _remove_stale_temporaries(checkpoint_path: Path) -> None:
+def _remove_stale_temporaries(checkpoint_dir: Path) -> None:
     """Delete temp files of saves killed mid-write (atomic_path names them `.last.pt.*.tmp`)."""
-    for stale in checkpoint_path.parent.glob(f".{checkpoint_path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME):
+        for stale in checkpoint_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -495,6 +668,10 @@ class _Job:
     @property
     def checkpoint_path(self) -> Path:
         return self.checkpoint_dir / CHECKPOINT_NAME
+
+    @property
+    def previous_checkpoint_path(self) -> Path:
+        return self.checkpoint_dir / PREVIOUS_CHECKPOINT_NAME
 
 
 @dataclass
@@ -616,9 +793,9 @@ def _train(job: _Job, device: torch.device, sigterm_received: Callable[[], bool]
     """The loop of one process; with world_size > 1 it runs inside an initialised process group."""
     model = _placed_model(job.model, job.settings, device, parallel=world_size > 1)
     if rank == 0:
-        _remove_stale_temporaries(job.checkpoint_path)
+        _remove_stale_temporaries(job.checkpoint_dir)
     parts = training_parts(model, job.settings, len(job.data.train_x))
-    state = _resume_or_start(job, model, parts, device, rank)
+    state = _resume_or_start(job, model, parts, device, rank, world_size)
     forward = _training_forward(job, model, device, world_size)  # after resume: DDP broadcasts the weights
     run = _Run(job, model, forward, parts, device, sigterm_received, rank, world_size)
     per_sample = {name: tensor.to(device) for name, tensor in job.objective.per_sample_data().items()}
@@ -660,42 +837,172 @@ def _training_forward(job: _Job, model: nn.Module, device: torch.device, world_s
 
 
 def _resume_or_start(job: _Job, model: nn.Module, parts: TrainingParts, device: torch.device,
-                     rank: int) -> _LoopState:
-    """The loop state of a fresh run, or the checkpoint's when it holds this run: the model, optimizer,
-    schedule, EMA, generator and this rank's RNG streams then continue from it too."""
-    checkpoint = _checkpoint_of_this_run(job, rank)
-    if checkpoint is None:
+                     rank: int, world_size: int) -> _LoopState:
+    """The loop state of a fresh run, or of the newest usable checkpoint when it holds this run: the
+    model, optimizer, schedule, EMA, generator and this rank's RNG streams then continue from it too.
+
+    Under DDP rank 0 looks first and sets unusable checkpoints aside; the other ranks then find
+    the checkpoint it resumed from in its place.
+    """
+    parallel = world_size > 1
+    if parallel and rank > 0:
+        torch.distributed.barrier()
+    state = _resume(job, model, parts, device, rank)
+    if parallel and rank == 0:
+        torch.distributed.barrier()
+    if state is None:
         ema_module = parts.ema.module if parts.ema else None
         return _LoopState(history=[], best=_initial_best(model), ema_best=_initial_best(ema_module))
-    model.load_state_dict(checkpoint["model"])
-    parts.optimizer.load_state_dict(checkpoint["optimizer"])
-    parts.scheduler.load_state_dict(checkpoint["scheduler"])
-    if parts.ema:
-        parts.ema.module.load_state_dict(checkpoint["ema"])
-    parts.generator.set_state(checkpoint["generator"])
-    rank_rng = checkpoint.get("rank_rng") or [(checkpoint["torch_rng"], checkpoint["cuda_rng"])]
-    if rank < len(rank_rng):
-        torch_rng, cuda_rng = rank_rng[rank]
-        torch.set_rng_state(torch_rng)
-        if device.type == "cuda" and cuda_rng is not None:
-            torch.cuda.set_rng_state(cuda_rng, device)
+    return state
+
+
+def _resume(job: _Job, model: nn.Module, parts: TrainingParts, device: torch.device, rank: int) -> _LoopState | None:
+    """Restore the newest usable checkpoint of this run (last.pt, else previous.pt) into the model and
+    parts and return its loop state; None when the run starts from scratch.
+
+    A checkpoint of other settings ends the search (train from scratch, as the config changed); one
+    that cannot be used is set aside by rank 0 and the model and parts are put back as they were.
+    """
+    candidates = [path for path in (job.checkpoint_path, job.previous_checkpoint_path) if path.exists()]
+    if not candidates:
+        return None
+    fresh = _FreshState.of(model, parts, device)
+    set_aside = False
+    for path in candidates:
+        try:
+            checkpoint = _load_checkpoint(path)
+            _check_fields(checkpoint)
+            if not _written_by_this_run(checkpoint, job):
+                # The config changed since this checkpoint: its run is not the one asked for.
+                if rank == 0:
+                    warnings.warn(f"ignoring {path}: written with other settings or objective; training from scratch")
+                return None
+            _check_consistent(checkpoint, job, model)
+            state = _restore(checkpoint, model, parts, device, rank)
+        except _DamagedCheckpoint as damage:
+            fresh.put_back(model, parts, device)
+            if rank == 0:
+                moved = _set_aside(path, str(damage))
+                warnings.warn(f"checkpoint {path} cannot be used ({damage}); moved it to {moved} for inspection",
+                              UnreadableCheckpointWarning)
+            set_aside = True
+            continue
+        if rank == 0 and path != job.checkpoint_path:
+            why = "the newer one was set aside" if set_aside else f"{job.checkpoint_path} is missing"
+            warnings.warn(f"resuming from {path} (epoch {len(state.history)}): {why}", UnreadableCheckpointWarning)
+        return state
+    if rank == 0:
+        warnings.warn(f"no usable checkpoint left in {job.checkpoint_dir}; training from scratch",
+                      UnreadableCheckpointWarning)
+    return None
+
+
+def _check_fields(checkpoint: dict) -> None:
+    """Raise `_DamagedCheckpoint` unless every field the loop writes is there."""
+    missing = [name for name in _CHECKPOINT_FIELDS if name not in checkpoint]
+    if "torch_rng" not in checkpoint and not checkpoint.get("rank_rng"):
+        missing.append("torch_rng")
+    if missing:
+        raise _DamagedCheckpoint(f"it lacks the fields {missing}")
+    if not isinstance(checkpoint["settings"], dict) or not isinstance(checkpoint.get("objective", {}), dict):
+        raise _DamagedCheckpoint("its settings or objective are not mappings")
+
+
+def _written_by_this_run(checkpoint: dict, job: _Job) -> bool:
+    # Checkpoints from before the objective was recorded are the classifier's.
+    written = _run_identity(checkpoint["settings"], checkpoint.get("objective", ClassifierObjective.IDENTITY))
+    return written == _run_identity(asdict(job.settings), job.objective.identity())
+
+
+def _check_consistent(checkpoint: dict, job: _Job, model: nn.Module) -> None:
+    """Raise `_DamagedCheckpoint` unless the history, the best epochs and the schedule of a checkpoint
+    of this run agree with one another and the best states fit the model."""
+    history = checkpoint["history"]
+    if not isinstance(history, list) or not all(isinstance(row, dict) for row in history):
+        raise _DamagedCheckpoint("its history is not a list of epoch records")
+    epochs = [row.get("epoch") for row in history]
+    if epochs != list(range(1, len(history) + 1)) or len(history) > job.settings.epochs:
+        raise _DamagedCheckpoint(f"its history holds the epochs {epochs}, not 1 to at most {job.settings.epochs}")
+    steps_per_epoch = math.ceil(len(job.data.train_x) / job.settings.batch_size)
+    scheduler = checkpoint["scheduler"]
+    steps = scheduler.get("last_epoch") if isinstance(scheduler, dict) else None
+    if steps != len(history) * steps_per_epoch:
+        raise _DamagedCheckpoint(
+            f"its schedule stands at step {steps}, not at the {len(history) * steps_per_epoch} steps of "
+            f"its {len(history)} epochs"
+        )
+    if job.settings.ema_decay and not isinstance(checkpoint.get("ema"), dict):
+        raise _DamagedCheckpoint("it lacks the EMA weights of this run")
+    shapes = _shapes(model.state_dict())
+    for key, column in (("best", "val_top1"), ("ema_best", "ema_val_top1")):
+        best = checkpoint[key]
+        epoch = best.get("epoch") if isinstance(best, dict) else None
+        if not isinstance(epoch, int) or not 0 <= epoch <= len(history):
+            raise _DamagedCheckpoint(f"its {key} epoch is {epoch!r}, outside its history of {len(history)} epochs")
+        if epoch > 0 and history[epoch - 1].get(column) != best.get("top1"):
+            raise _DamagedCheckpoint(f"its {key} top-1 {best.get('top1')!r} is not the {column} of epoch {epoch}")
+        state = best.get("state")
+        if state is not None and _shapes(state) != shapes:
+            raise _DamagedCheckpoint(f"its {key} weights do not fit the model")
+
+
+def _shapes(state) -> dict | None:
+    """Name -> shape of a state dict's tensors; None if `state` is not a dict of tensors."""
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        return None
+    return {name: tuple(value.shape) for name, value in state.items()}
+
+
+def _restore(checkpoint: dict, model: nn.Module, parts: TrainingParts, device: torch.device,
+             rank: int) -> _LoopState:
+    """Load a checkpoint of this run into the model and parts; `_DamagedCheckpoint` if it does not fit."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        parts.optimizer.load_state_dict(checkpoint["optimizer"])
+        parts.scheduler.load_state_dict(checkpoint["scheduler"])
+        if parts.ema:
+            parts.ema.module.load_state_dict(checkpoint["ema"])
+        parts.generator.set_state(checkpoint["generator"])
+        rank_rng = checkpoint.get("rank_rng") or [(checkpoint["torch_rng"], checkpoint["cuda_rng"])]
+        if rank < len(rank_rng):
+            torch_rng, cuda_rng = rank_rng[rank]
+            torch.set_rng_state(torch_rng)
+            if device.type == "cuda" and cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, device)
+    except (MemoryError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as error:  # shapes or keys that do not fit: load_state_dict's RuntimeError, ...
+        raise _DamagedCheckpoint(f"it does not fit this run's model or training state: {_describe(error)}") from error
     return _LoopState(checkpoint["history"], checkpoint["best"], checkpoint["ema_best"])
 
 
-def _checkpoint_of_this_run(job: _Job, rank: int) -> dict | None:
-    """The job's checkpoint if there is one and it was written by this run, else None."""
-    path = job.checkpoint_path
-    if not path.exists():
-        return None
-    checkpoint = _load_checkpoint(path)
-    # Checkpoints from before the objective was recorded are the classifier's.
-    written = _run_identity(checkpoint["settings"], checkpoint.get("objective", ClassifierObjective.IDENTITY))
-    if written != _run_identity(asdict(job.settings), job.objective.identity()):
-        # The config changed since this checkpoint: its run is not the one asked for.
-        if rank == 0:
-            warnings.warn(f"ignoring {path}: written with other settings or objective; training from scratch")
-        return None
-    return checkpoint
+class _FreshState(NamedTuple):
+    """What `_restore` changes, as it was before: put back when a checkpoint fails halfway through."""
+
+    model: dict
+    optimizer: dict
+    scheduler: dict
+    ema: dict | None
+    generator: torch.Tensor
+    torch_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None
+
+    @classmethod
+    def of(cls, model: nn.Module, parts: TrainingParts, device: torch.device) -> _FreshState:
+        return cls(_state_copy(model), copy.deepcopy(parts.optimizer.state_dict()),
+                   copy.deepcopy(parts.scheduler.state_dict()), _state_copy(parts.ema.module) if parts.ema else None,
+                   parts.generator.get_state(), *_rng_states(device))
+
+    def put_back(self, model: nn.Module, parts: TrainingParts, device: torch.device) -> None:
+        model.load_state_dict(self.model)
+        parts.optimizer.load_state_dict(self.optimizer)
+        parts.scheduler.load_state_dict(self.scheduler)
+        if parts.ema:
+            parts.ema.module.load_state_dict(self.ema)
+        parts.generator.set_state(self.generator)
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, device)
 
 
 def _initial_best(model: nn.Module | None) -> dict:
@@ -789,7 +1096,7 @@ def _validate(run: _Run, model: nn.Module, epoch: int, best: dict, record: dict,
 def _save_checkpoint(run: _Run, state: _LoopState, rank_rng: list | None) -> None:
     parts = run.parts
     torch_rng, cuda_rng = _rng_states(run.device)
-    atomic_torch_save(
+    _write_checkpoint(
         {
             "settings": asdict(run.job.settings),
             "objective": run.job.objective.identity(),
@@ -806,6 +1113,7 @@ def _save_checkpoint(run: _Run, state: _LoopState, rank_rng: list | None) -> Non
             "ema_best": state.ema_best,
         },
         run.job.checkpoint_path,
+        run.job.previous_checkpoint_path,
     )
 
 
