@@ -80,6 +80,39 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+# One-sided kinds: (the interval end that must clear the claimed value, the test, how it reads).
+_ONE_SIDED = {
+    "at_least": (0, lambda end, claimed: end >= claimed, "at or above claimed"),
+    "above": (0, lambda end, claimed: end > claimed, "strictly above"),
+    "at_most": (1, lambda end, claimed: end <= claimed, "at or below claimed"),
+}
+
+
+def _summary(values: list[float]) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values: the 95% t-interval needs two of them."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) >= 2:
+        mean, lo, hi = (float(v) for v in mean_ci(finite, confidence=0.95))
+        return mean, lo, hi, len(finite)
+    return (finite[0] if finite else math.nan), math.nan, math.nan, len(finite)
+
+
+def _compare(claim: Claim, mean: float, lo: float, hi: float, interval: str, tolerance: float) -> tuple[str, str]:
+    """(verdict, explanation) of a comparable claim with at least two measurements."""
+    claimed = float(claim.claimed)
+    if claim.kind in _ONE_SIDED:
+        end, test, reading = _ONE_SIDED[claim.kind]
+        ok = test((lo, hi)[end], claimed)
+        side = "lies" if ok else "does not lie entirely"
+        return ("reproduced" if ok else "not reproduced"), f"{interval} {side} {reading} {_fmt(claimed)}"
+    if lo <= claimed <= hi:
+        return "reproduced", f"claimed {_fmt(claimed)} lies inside the interval; {interval}"
+    if abs(claimed - mean) <= tolerance * abs(mean):
+        return "reproduced", f"claimed {_fmt(claimed)} is within {tolerance:.0%} of the mean; {interval}"
+    return "not reproduced", (f"claimed {_fmt(claimed)} lies outside the interval and more than "
+                              f"{tolerance:.0%} from the mean; {interval}")
+
+
 def judge(
     claim: Claim,
     measured: Sequence[float],
@@ -98,69 +131,20 @@ def judge(
     tolerance = claim.rel_tol if claim.rel_tol is not None else rel_tol
     if not tolerance >= 0:
         raise ValueError(f"rel_tol must be >= 0, got {rel_tol!r}")
-
     values = [float(v) for v in measured]
-    finite = [v for v in values if math.isfinite(v)]
-    n = len(finite)
-    mean, lo, hi = math.nan, math.nan, math.nan
-    if n >= 2:
-        mean, lo, hi = (float(v) for v in mean_ci(finite, confidence=0.95))
-    elif n == 1:
-        mean = finite[0]
-
-    claimed = float(claim.claimed)
+    mean, lo, hi, n = _summary(values)
     interval = f"measured mean {_fmt(mean)}, 95% CI [{_fmt(lo)}, {_fmt(hi)}] (n={n})"
     if not comparable:
         verdict, explanation = "not comparable", reason.strip()
     elif n < 2:
-        verdict = "inconclusive"
-        explanation = f"fewer than 2 finite measurements (n={n} of {len(values)})"
-    elif claim.kind == "at_least":
-        ok = lo >= claimed
-        verdict = "reproduced" if ok else "not reproduced"
-        side = "lies" if ok else "does not lie entirely"
-        explanation = f"{interval} {side} at or above claimed {_fmt(claimed)}"
-    elif claim.kind == "above":
-        ok = lo > claimed
-        verdict = "reproduced" if ok else "not reproduced"
-        side = "lies" if ok else "does not lie entirely"
-        explanation = f"{interval} {side} strictly above {_fmt(claimed)}"
-    elif claim.kind == "at_most":
-        ok = hi <= claimed
-        verdict = "reproduced" if ok else "not reproduced"
-        side = "lies" if ok else "does not lie entirely"
-        explanation = f"{interval} {side} at or below claimed {_fmt(claimed)}"
+        verdict, explanation = "inconclusive", f"fewer than 2 finite measurements (n={n} of {len(values)})"
     else:
-        inside = lo <= claimed <= hi
-        close = abs(claimed - mean) <= tolerance * abs(mean)
-        if inside:
-            verdict = "reproduced"
-            explanation = f"claimed {_fmt(claimed)} lies inside the interval; {interval}"
-        elif close:
-            verdict = "reproduced"
-            explanation = f"claimed {_fmt(claimed)} is within {tolerance:.0%} of the mean; {interval}"
-        else:
-            verdict = "not reproduced"
-            explanation = (
-                f"claimed {_fmt(claimed)} lies outside the interval and more than "
-                f"{tolerance:.0%} from the mean; {interval}"
-            )
+        verdict, explanation = _compare(claim, mean, lo, hi, interval, tolerance)
     if comparable and reason.strip():
         explanation = f"{reason.strip()}; {explanation}"
-
-    return {
-        "claim_id": claim.claim_id,
-        "source": claim.source,
-        "statement": claim.statement,
-        "metric": claim.metric,
-        "claimed": claimed,
-        "measured_mean": mean,
-        "ci_low": lo,
-        "ci_high": hi,
-        "n": n,
-        "verdict": verdict,
-        "reason": explanation,
-    }
+    return {"claim_id": claim.claim_id, "source": claim.source, "statement": claim.statement,
+            "metric": claim.metric, "claimed": float(claim.claimed), "measured_mean": mean, "ci_low": lo,
+            "ci_high": hi, "n": n, "verdict": verdict, "reason": explanation}
 
 
 def verdict_table(rows: Iterable[dict]) -> pd.DataFrame:
