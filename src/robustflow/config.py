@@ -124,21 +124,77 @@ def check_devices(training: dict, resources: dict, key: str) -> list[str]:
 
 
 def check_dataset(config: dict, dataset: str, key: str) -> list[str]:
-    """Cheap presence check so a missing dataset fails before any job starts."""
+    """Cheap presence check so a missing or damaged dataset fails before any job starts."""
     if dataset != "cifar10":
         return []
-    from robustflow.data_files import CIFAR10_URL, cifar10_missing_files
+    from robustflow.data_files import CIFAR10_URL, cifar10_empty_files, cifar10_layout_hint, cifar10_missing_files
 
     root = Path(config["datasets"]["cifar10"]["root"])
     missing = cifar10_missing_files(root)
-    if not missing:
+    if missing:
+        how = cifar10_layout_hint(root) or (
+            f"Download {CIFAR10_URL} and extract it into that root so that "
+            f"{root / 'cifar-10-batches-py' / 'data_batch_1'} exists, or set datasets.cifar10.root to where it is.")
+        return [f"config key '{key}' is cifar10 but the dataset is missing: {missing[0]} does not exist "
+                f"(datasets.cifar10.root = {root}). {how}"]
+    empty = cifar10_empty_files(root)
+    if empty:
+        return [f"config key '{key}' is cifar10 but {', '.join(map(str, empty))} "
+                f"{'is' if len(empty) == 1 else 'are'} empty (an interrupted download or copy; "
+                f"datasets.cifar10.root = {root}). Download {CIFAR10_URL} again and extract it into that root."]
+    return []
+
+
+# The keyword arguments of `robustflow.models.small_cnn` and the defaults of ``vit_micro``
+# (tests/test_bad_input.py checks they match the models, which this module must not import).
+SMALL_CNN_KWARGS = ("features", "dropout")
+SMALL_CNN_FEATURES = (32, 64)
+VIT_MICRO_DEFAULTS = {"patch_size": 4, "embed_dim": 64, "depth": 4, "num_heads": 4}
+
+
+def check_model_shape(name: str, kwargs: dict, image_size: int, key: str) -> list[str]:
+    """Problems of a model's ``kwargs`` (``key``: the model entry) on ``image_size``-square inputs that
+    would stop its first job: a small_cnn argument it does not take or more pooling blocks than the
+    image can be halved, a ViT patch larger than the image or heads that do not divide its width."""
+    problems = []
+    if name == "small_cnn":
+        unknown = sorted(set(kwargs) - set(SMALL_CNN_KWARGS))
+        for arg in unknown:
+            close = difflib.get_close_matches(arg, SMALL_CNN_KWARGS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"config key '{key}.kwargs': small_cnn takes no argument '{arg}'{hint}; "
+                            f"its arguments: {', '.join(SMALL_CNN_KWARGS)}")
+        features = kwargs.get("features", SMALL_CNN_FEATURES)
+        if isinstance(features, (list, tuple)) and 2 ** len(features) > image_size:
+            problems.append(
+                f"config key '{key}.kwargs.features': {len(features)} pooling blocks ({list(features)}) halve "
+                f"the {image_size}x{image_size} inputs {len(features)} times, but {image_size} allows at most "
+                f"{image_size.bit_length() - 1}; drop blocks from features or feed larger images")
+    elif name.startswith("vit_"):
+        defaults = dict(VIT_MICRO_DEFAULTS) if name == "vit_micro" else {}
+        if name != "vit_micro" and "patch" in name:  # timm names carry the patch: vit_small_patch16_224
+            digits = name.split("patch", 1)[1].split("_", 1)[0]
+            if digits.isdigit():
+                defaults["patch_size"] = int(digits)
+        settings = {**defaults, **kwargs}
+        patch = settings.get("patch_size")
+        if isinstance(patch, int) and patch > image_size:
+            problems.append(f"config key '{key}.kwargs.patch_size': patches of {patch}x{patch} do not fit the "
+                            f"{image_size}x{image_size} inputs; use a patch_size of at most {image_size}")
+        width, heads = settings.get("embed_dim"), settings.get("num_heads")
+        if isinstance(width, int) and isinstance(heads, int) and heads > 0 and width % heads:
+            problems.append(f"config key '{key}.kwargs.num_heads': {heads} attention heads do not divide "
+                            f"embed_dim {width}; pick num_heads among the divisors of {width}")
+    return problems
+
+
+def check_schedule(training: dict, key: str) -> list[str]:
+    """A step schedule whose first drop comes after the last epoch trains at a constant lr (``key``: the block)."""
+    if training.get("schedule") != "step" or training["step_size"] < training["epochs"]:
         return []
-    return [
-        f"config key '{key}' is cifar10 but the dataset is missing: {missing[0]} does not exist "
-        f"(datasets.cifar10.root = {root}). Download {CIFAR10_URL} and extract it into that root so "
-        f"that {root / 'cifar-10-batches-py' / 'data_batch_1'} exists, or set datasets.cifar10.root "
-        "to where it is."
-    ]
+    return [f"config key '{key}.step_size': the step schedule lowers the lr every {training['step_size']} epochs, "
+            f"but {key}.epochs is {training['epochs']}, so it never drops; set step_size below epochs "
+            "(or schedule: constant)"]
 
 
 def format_number(value: float) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_FILES = ("batches.meta", *(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_BINARY_FOLDER = "cifar-10-batches-bin"  # the C version of the release, which the loader does not read
 
 BG_CHALLENGE_VARIATIONS = ("original", "only_fg", "only_bg_b", "only_bg_t", "no_fg", "mixed_same", "mixed_rand",
                            "mixed_next")
@@ -25,6 +27,27 @@ def cifar10_missing_files(root: str | Path) -> list[Path]:
     """Paths of the CIFAR-10 files absent under ``root`` (empty when all are present)."""
     folder = Path(root) / CIFAR10_FOLDER
     return [folder / name for name in CIFAR10_FILES if not (folder / name).is_file()]
+
+
+def cifar10_empty_files(root: str | Path) -> list[Path]:
+    """The CIFAR-10 files under ``root`` that are empty (an interrupted download or copy)."""
+    folder = Path(root) / CIFAR10_FOLDER
+    return [folder / name for name in CIFAR10_FILES if (folder / name).is_file() and not (folder / name).stat().st_size]
+
+
+def cifar10_layout_hint(root: str | Path) -> str | None:
+    """How to fix a CIFAR-10 root that lacks the batches folder but shows a known mistake, else None."""
+    root = Path(root)
+    if root.name == CIFAR10_FOLDER or (root / "data_batch_1").is_file():
+        return (f"datasets.cifar10.root points at the batches folder itself; the root is the folder that holds "
+                f"{CIFAR10_FOLDER}/: set datasets.cifar10.root to {root.parent}")
+    if (root / CIFAR10_ARCHIVE).is_file():
+        return (f"{root / CIFAR10_ARCHIVE} is the downloaded archive, not yet extracted: extract it there "
+                f"(tar -xzf {root / CIFAR10_ARCHIVE} -C {root}) so that {root / CIFAR10_FOLDER} exists")
+    if (root / CIFAR10_BINARY_FOLDER).is_dir():
+        return (f"{root / CIFAR10_BINARY_FOLDER} is the binary version of CIFAR-10; the pipeline reads the python "
+                f"version: download {CIFAR10_URL} ({CIFAR10_ARCHIVE}) and extract it into {root}")
+    return None
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CIFAR10C_LABELS = "labels.npy"
@@ -43,11 +66,22 @@ def holds_images(folder: Path) -> bool:
     return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
 
 
+class UnreadableNpy(ValueError):
+    """A file is not a complete .npy array (truncated, pickled, or not numpy at all)."""
+
+
 def npy_shape(path: Path) -> tuple[tuple[int, ...], str]:
-    """Shape and dtype of an .npy file from its header (memory-mapped: no data is read)."""
+    """Shape and dtype of an .npy file from its header (memory-mapped: no data is read).
+
+    A file that is not a complete .npy array (a truncated download, an HTML error page, a
+    pickle) raises `UnreadableNpy` naming it.
+    """
     import numpy as np
 
-    array = np.load(path, mmap_mode="r")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise UnreadableNpy(f"{path}: not a readable .npy array ({error})") from error
     return tuple(array.shape), str(array.dtype)
 
 
@@ -56,16 +90,24 @@ def cifar10c_problems(root: Path, corruptions: list[str], image_size: int) -> li
     labels = root / CIFAR10C_LABELS
     if not labels.is_file():
         return [f"{labels} does not exist. {CIFAR10C_HOW_TO_GET}"]
-    (n_rows, *rest), dtype = npy_shape(labels)
-    if rest or "int" not in dtype or n_rows % 5:
-        return [f"{labels}: expected a 1-D integer array of 5 x N labels, got shape {(n_rows, *rest)} {dtype}"]
+    try:
+        shape, dtype = npy_shape(labels)
+    except UnreadableNpy as error:
+        return [f"{error}. {CIFAR10C_HOW_TO_GET}"]
+    if len(shape) != 1 or "int" not in dtype or not shape[0] or shape[0] % 5:
+        return [f"{labels}: expected a 1-D integer array of 5 x N labels, got shape {shape} {dtype}"]
+    n_rows = shape[0]
     problems = []
     for name in corruptions:
         path = root / f"{name}.npy"
         if not path.is_file():
             problems.append(f"{path} does not exist. {CIFAR10C_HOW_TO_GET}")
             continue
-        shape, dtype = npy_shape(path)
+        try:
+            shape, dtype = npy_shape(path)
+        except UnreadableNpy as error:
+            problems.append(f"{error}. {CIFAR10C_HOW_TO_GET}")
+            continue
         expected = (n_rows, image_size, image_size, 3)
         if shape != expected or dtype != "uint8":
             problems.append(f"{path}: shape {shape} {dtype}, expected {expected} uint8 (the labels' count, "

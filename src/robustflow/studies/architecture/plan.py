@@ -8,18 +8,21 @@ fine-tuning runs once per run and corruption group.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from robustflow.config import (
     check_dataset,
     check_devices,
     check_model,
+    check_model_shape,
+    check_schedule,
     check_unique_ids,
     dataset_config,
     figure_and_table_targets,
 )
 from robustflow.corruption_names import CORRUPTIONS
-from robustflow.data_files import cifar10c_problems
+from robustflow.data_files import CIFAR10C_HOW_TO_GET, CIFAR10C_LABELS, cifar10c_problems
 
 SECTION = "architecture_study"
 FIGURES = ("training_curves", "severity_curves", "corruption_heatmap", "finetune_improvement",
@@ -29,6 +32,8 @@ INIT_SUFFIX = {"scratch": "scratch", "pretrained": "pt"}
 CLEAN = "clean"
 STUDY_DIR = "results/architecture_study"
 CIFAR10_IMAGE_SIZE = 32
+IMAGE_SIZE = {"digits": 32, "cifar10": CIFAR10_IMAGE_SIZE}  # the study's data as its loaders give it
+N_CLASSES = {"digits": 10, "cifar10": 10}
 
 
 def variant_id(model_id: str, init: str) -> str:
@@ -124,33 +129,76 @@ def targets(config: dict) -> list[str]:
 
 
 def _official_cifar10c_problems(config: dict) -> list[str]:
-    """An official CIFAR-10-C folder (any .npy in ``cifar10c.root``) must fit the study's test set."""
+    """An official CIFAR-10-C folder (any .npy in ``cifar10c.root``) must fit the study's test set;
+    a root that is the release's archive, or the folder above the extracted files, would silently
+    fall back to a generated set."""
     study = config[SECTION]
     root = study["cifar10c"]["root"]
-    if study["dataset"] != "cifar10" or not root or not Path(root).is_dir() or not any(Path(root).glob("*.npy")):
-        return []  # nothing official there: the set is generated from the test split
+    if study["dataset"] != "cifar10" or not root:
+        return []
     key = f"config key '{SECTION}.cifar10c.root'"
+    root = Path(root)
+    if root.is_file():
+        return [f"{key}: {root} is a file, not the folder of .npy files (the CIFAR-10-C.tar archive?); extract "
+                f"it (tar -xf {root}) and set {SECTION}.cifar10c.root to the folder that holds {CIFAR10C_LABELS}. "
+                f"{CIFAR10C_HOW_TO_GET}"]
+    if not root.is_dir():
+        return []  # nothing official there: the set is generated from the test split
+    if not any(root.glob("*.npy")):
+        nested = sorted(root.glob(f"*/{CIFAR10C_LABELS}"))
+        if nested:
+            return [f"{key}: {root} holds no .npy files but {nested[0]} exists (extracted one folder deeper): "
+                    f"set {SECTION}.cifar10c.root to {nested[0].parent}, or to null to generate the set"]
+        return []
     return [f"{key}: {problem} (or set {SECTION}.cifar10c.root to null to generate the set)"
-            for problem in cifar10c_problems(Path(root), corruptions(config), CIFAR10_IMAGE_SIZE)]
+            for problem in cifar10c_problems(root, corruptions(config), CIFAR10_IMAGE_SIZE)]
 
 
-def check(config: dict) -> list[str]:
+def _corruption_list_problems(config: dict) -> list[str]:
     study = config[SECTION]
-    problems = check_unique_ids(study["models"], f"{SECTION}.models")
-    for index, spec in enumerate(study["models"]):
-        key = f"{SECTION}.models[{index}]"
-        problems += check_model({"name": spec["name"], "pretrained": spec["pretrained_source"] == "timm",
-                                 "pretrained_file": spec["pretrained_file"]}, key)
-        for init in INITS:
-            problems += check_devices(spec["training"][init], study["resources"], f"{key}.training.{init}")
-    unknown = sorted(set(study["cifar10c"]["corruptions"] or []) - set(CORRUPTIONS))
+    problems = []
+    for block, meaning in (("cifar10c", "all 19"), ("finetune", f"those of {SECTION}.cifar10c")):
+        names = study[block]["corruptions"]
+        key = f"config key '{SECTION}.{block}.corruptions'"
+        if names == []:
+            problems.append(f"{key}: an empty list would be read as null ({meaning}); list the corruptions "
+                            f"wanted, or write null for {meaning}")
+        duplicated = sorted({name for name in names or [] if names.count(name) > 1})
+        if duplicated:
+            problems.append(f"{key}: {duplicated} listed more than once; list each corruption once")
+    unknown = [name for name in study["cifar10c"]["corruptions"] or [] if name not in CORRUPTIONS]
     if unknown:
-        problems.append(f"config key '{SECTION}.cifar10c.corruptions': unknown corruptions {unknown}; "
+        hints = []
+        for name in sorted(set(unknown)):
+            close = difflib.get_close_matches(name.replace("-", "_").replace(" ", "_").lower(), CORRUPTIONS, n=1)
+            hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        problems.append(f"config key '{SECTION}.cifar10c.corruptions': unknown corruptions {', '.join(hints)}; "
                         f"known: {', '.join(CORRUPTIONS)}")
     missing = sorted(set(study["finetune"]["corruptions"] or []) - set(corruptions(config)))
     if missing:
         problems.append(f"config key '{SECTION}.finetune.corruptions': {missing} are not among "
                         f"{SECTION}.cifar10c.corruptions, so no CIFAR-10-C files exist for them")
+    return problems
+
+
+def check(config: dict) -> list[str]:
+    study = config[SECTION]
+    problems = check_unique_ids(study["models"], f"{SECTION}.models")
+    image_size = IMAGE_SIZE[study["dataset"]]
+    for index, spec in enumerate(study["models"]):
+        key = f"{SECTION}.models[{index}]"
+        problems += check_model({"name": spec["name"], "pretrained": spec["pretrained_source"] == "timm",
+                                 "pretrained_file": spec["pretrained_file"]}, key)
+        problems += check_model_shape(spec["name"], spec["kwargs"], spec["input_size"] or image_size, key)
+        for init in INITS:
+            problems += check_devices(spec["training"][init], study["resources"], f"{key}.training.{init}")
+            problems += check_schedule(spec["training"][init], f"{key}.training.{init}")
+    problems += check_schedule(study["source_task"]["training"], f"{SECTION}.source_task.training")
+    classes, n_classes = study["source_task"]["classes"], N_CLASSES[study["dataset"]]
+    if len(set(classes)) < len(classes) or any(c >= n_classes for c in classes):
+        problems.append(f"config key '{SECTION}.source_task.classes': {classes} must be distinct labels in "
+                        f"0..{n_classes - 1} (the {n_classes} classes of {study['dataset']}), at least 2 of them")
+    problems += _corruption_list_problems(config)
     problems += _official_cifar10c_problems(config)
     names = {variant["variant"] for variant in variants(config)}
     if study["baseline"] not in names:

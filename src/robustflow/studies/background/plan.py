@@ -13,10 +13,12 @@ from pathlib import Path
 from robustflow.config import (
     check_devices,
     check_model,
+    check_model_shape,
+    check_schedule,
     check_unique_ids,
     figure_and_table_targets,
 )
-from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET, BG_CHALLENGE_VARIATIONS
+from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET, BG_CHALLENGE_VARIATIONS, IMAGE_SUFFIXES, holds_images
 
 SECTION = "background_study"
 FIGURES = ("accuracy_per_variation", "gap_per_method", "foreground_share")
@@ -125,9 +127,12 @@ def targets(config: dict) -> list[str]:
 def check(config: dict) -> list[str]:
     study = config[SECTION]
     problems = check_unique_ids(study["models"], f"{SECTION}.models")
+    image_size = study[study["source"]]["image_size"]
     for index, model in enumerate(study["models"]):
         problems += check_model(model, f"{SECTION}.models[{index}]")
+        problems += check_model_shape(model["name"], model["kwargs"], image_size, f"{SECTION}.models[{index}]")
     problems += check_devices(study["training"], study["resources"], f"{SECTION}.training")
+    problems += check_schedule(study["training"], f"{SECTION}.training")
     unknown_seeds = sorted(set(study["influence"]["seeds"]) - set(study["seeds"]))
     if unknown_seeds:
         problems.append(f"config key '{SECTION}.influence.seeds': {unknown_seeds} not in "
@@ -144,8 +149,10 @@ def check(config: dict) -> list[str]:
 
 
 def _bg_challenge_problems(study: dict) -> list[str]:
-    """The folders of the backgrounds challenge that the configured methods need."""
+    """The folders of the backgrounds challenge that the configured methods need, each holding the
+    class folders of original/train (masks: one folder per class of the images they mask)."""
     root = Path(study["bg_challenge"]["root"])
+    key = f"config key '{SECTION}.bg_challenge.root'"
     needed = {"original/train": "every method trains on it",
               **{f"{variation}/val": "a test variation" for variation in BG_CHALLENGE_VARIATIONS}}
     if "mixed_rand" in study["methods"]:
@@ -153,7 +160,34 @@ def _bg_challenge_problems(study: dict) -> list[str]:
     if "paired" in study["methods"]:
         needed["fg_mask/train"] = "method paired needs a foreground mask per training image"
     missing = [f"{root / folder} ({why})" for folder, why in needed.items() if not (root / folder).is_dir()]
-    if not missing:
-        return []
-    return [f"config key '{SECTION}.bg_challenge.root': missing {', '.join(missing)}. {BG_CHALLENGE_HOW_TO_GET} "
-            f"Or set {SECTION}.source to generated."]
+    if missing:
+        above = sorted(child for child in root.glob("*/original/train") if child.is_dir()) if root.is_dir() else []
+        fix = (f"{root} looks like the folder above the challenge: set it to {above[0].parent.parent}."
+               if above else f"{BG_CHALLENGE_HOW_TO_GET} Or set {SECTION}.source to generated.")
+        return [f"{key}: missing {', '.join(missing)}. {fix}"]
+    reference = _class_folders(root / "original" / "train")
+    if not reference:
+        return [f"{key}: {root / 'original' / 'train'} holds no class folders (like 00_dog). {BG_CHALLENGE_HOW_TO_GET}"]
+    names = [folder.name for folder in reference]
+    folders = [*needed, *(["fg_mask/val"] if (root / "fg_mask" / "val").is_dir() else [])]
+    problems = []
+    for folder in folders:
+        path = root / folder
+        classes = _class_folders(path)
+        if not classes:
+            problems.append(f"{key}: {path} holds no class folders (like {names[0]}); extract the release again. "
+                            f"{BG_CHALLENGE_HOW_TO_GET}")
+            continue
+        if [c.name for c in classes] != names:
+            problems.append(f"{key}: the class folders of {path} ({[c.name for c in classes]}) differ from those of "
+                            f"{root / 'original' / 'train'} ({names}); every split needs the same classes")
+            continue
+        if not folder.startswith("fg_mask/"):
+            problems += [f"{key}: class folder {c} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+                         for c in classes if not holds_images(c)]
+    return problems
+
+
+def _class_folders(folder: Path) -> list[Path]:
+    """The class folders as `robustflow.data.backgrounds` reads them: every sub-folder, sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_dir())

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from robustflow.config import figure_and_table_targets
-from robustflow.data_files import IMAGE_SUFFIXES, holds_images, image_class_folders
+from robustflow.data_files import IMAGE_SUFFIXES, image_class_folders
 
 SECTION = "learning_rule_study"
 FIGURES = ("snr_by_method", "snr_vs_constraint", "noise_robustness", "weight_histograms", "lr_sweep")
@@ -120,31 +121,62 @@ def check(config: dict) -> list[str]:
     study = config[SECTION]
     task = study["task"]
     problems = []
+    seen: dict[str, int] = {}
     for index, constraint in enumerate(study["constraints"]):
         key = f"config key '{SECTION}.constraints[{index}]'"
         try:
-            constraint_id(constraint)
+            name = constraint_id(constraint)
         except ValueError as error:
             problems.append(f"{key}: {error}")
+            name = None
         if constraint is not None and not constraint[0] < constraint[1]:
             problems.append(f"{key}: the range [lo, hi] needs lo < hi, got {constraint}")
+        if name is not None and name in seen:
+            problems.append(f"{key}: {constraint} is the range {name} of {SECTION}.constraints[{seen[name]}] "
+                            "again; its cells would be trained and counted twice: list each range once")
+        elif name is not None:
+            seen[name] = index
     if task["source"] == "digits":
         shared = sorted(set(task["positive"]) & set(task["negative"]))
         if shared:
             problems.append(f"config key '{SECTION}.task.negative': digits {shared} are also positive "
                             f"({SECTION}.task.positive {task['positive']}); the two classes must not share digits")
     else:
-        problems += _folder_problems(task["root"])
+        problems += _folder_problems(task, [method for method in study["methods"] if method.startswith("sgd")])
     return problems
 
 
-def _folder_problems(root: str | None) -> list[str]:
+def _folder_problems(task: dict, sgd_methods: list[str]) -> list[str]:
+    """The image folder's layout, and whether its classes are large enough for the splits the
+    cells draw: train/test per class, and the SGD methods' validation split of the training part."""
+    root = task["root"]
     key = f"config key '{SECTION}.task.root'"
     layout = "two class folders of images (root/<class_a>/*.png, root/<class_b>/*.png)"
+    if root is not None and Path(root).is_file():
+        return [f"{key}: {root} is a file, not a folder; unpack it (an archive?) and set task.root to the folder "
+                f"that holds {layout}"]
     if root is None or not Path(root).is_dir():
         return [f"{key}: image folder {root} does not exist; it must hold {layout}, or set task.source to digits"]
     folders = image_class_folders(root)
     if len(folders) != 2:
         return [f"{key}: {root} must hold exactly {layout}, found {len(folders)}: {[p.name for p in folders]}"]
-    return [f"{key}: class folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images"
-            for folder in folders if not holds_images(folder)]
+    counts = Counter({folder: sum(1 for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+                      for folder in folders})
+    problems = [f"{key}: class folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} images"
+                for folder in folders if not counts[folder]]
+    problems += [f"{key}: class folder {folder} holds 1 image; the train/test split needs at least 2 per class"
+                 for folder in folders if counts[folder] == 1]
+    if problems or not sgd_methods:
+        return problems
+    # What the cells draw (binary_task._stratified_split, then sklearn's stratified validation split).
+    train = {folder: n - min(max(round(n * task["test_fraction"]), 1), n - 1) for folder, n in counts.items()}
+    n_train = sum(train.values())
+    n_val = math.ceil(task["val_fraction"] * n_train)
+    if min(train.values()) < 2 or n_val < 2 or n_train - n_val < 2:
+        per_class = ", ".join(f"{folder.name}: {n}" for folder, n in train.items())
+        return [f"config key '{SECTION}.task.val_fraction': {', '.join(sgd_methods)} hold out val_fraction "
+                f"{task['val_fraction']} of the training images of {root} ({per_class} after test_fraction "
+                f"{task['test_fraction']}) as a validation split to pick the learning rate, which needs at least "
+                "2 training images per class and one image per class on each side of the split; add images, "
+                "change val_fraction, or drop the SGD methods"]
+    return []

@@ -115,7 +115,7 @@ def _unused_lambda_problems(sweep: list[dict]) -> list[str]:
     """A block that sweeps margin_lambda but holds no loss that reads it would silently run one
     variant per loss instead of the intended sweep."""
     return [f"config key '{SECTION}.sweep[{index}].margin_lambda': swept for {block['loss']}, but only "
-            f"{' and '.join(LOSSES_WITH_LAMBDA)} use a margin lambda, so the block runs each loss once, not once per lambda; "
-            f"add margin or combined to the block's losses, or drop its margin_lambda"
+            f"{' and '.join(LOSSES_WITH_LAMBDA)} use a margin lambda, so the block runs each loss once, not once "
+            "per lambda; add margin or combined to the block's losses, or drop its margin_lambda"
             for index, block in enumerate(sweep)
             if "margin_lambda" in block and not set(block["loss"]) & set(LOSSES_WITH_LAMBDA)]
