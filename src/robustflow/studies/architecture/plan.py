@@ -157,12 +157,12 @@ def _official_cifar10c_problems(config: dict) -> list[str]:
 def _corruption_list_problems(config: dict) -> list[str]:
     study = config[SECTION]
     problems = []
-    for block, meaning in (("cifar10c", "all 19"), ("finetune", f"those of {SECTION}.cifar10c")):
+    if study["cifar10c"]["corruptions"] == []:
+        problems.append(f"config key '{SECTION}.cifar10c.corruptions': an empty list would be read as null (all "
+                        f"{len(CORRUPTIONS)}); list the corruptions wanted, or write null for all of them")
+    for block in ("cifar10c", "finetune"):
         names = study[block]["corruptions"]
         key = f"config key '{SECTION}.{block}.corruptions'"
-        if names == []:
-            problems.append(f"{key}: an empty list would be read as null ({meaning}); list the corruptions "
-                            f"wanted, or write null for {meaning}")
         duplicated = sorted({name for name in names or [] if names.count(name) > 1})
         if duplicated:
             problems.append(f"{key}: {duplicated} listed more than once; list each corruption once")
