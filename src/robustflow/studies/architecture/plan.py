@@ -22,7 +22,12 @@ from robustflow.config import (
     figure_and_table_targets,
 )
 from robustflow.corruption_names import CORRUPTIONS
-from robustflow.data_files import CIFAR10C_HOW_TO_GET, CIFAR10C_LABELS, cifar10c_problems
+from robustflow.data_files import (
+    CIFAR10C_HOW_TO_GET,
+    CIFAR10C_LABELS,
+    cifar10c_problems,
+)
+from robustflow.studies import run_id
 
 SECTION = "architecture_study"
 FIGURES = ("training_curves", "severity_curves", "corruption_heatmap", "finetune_improvement",
@@ -31,6 +36,7 @@ INITS = ("scratch", "pretrained")
 INIT_SUFFIX = {"scratch": "scratch", "pretrained": "pt"}
 CLEAN = "clean"
 STUDY_DIR = "results/architecture_study"
+PRETRAINED_MODEL = f"{STUDY_DIR}/pretrain/{{model}}-s{{seed}}.pt"  # the pretrain rule's output
 CIFAR10_IMAGE_SIZE = 32
 IMAGE_SIZE = {"digits": 32, "cifar10": CIFAR10_IMAGE_SIZE}  # the study's data as its loaders give it
 N_CLASSES = {"digits": 10, "cifar10": 10}
@@ -49,7 +55,7 @@ def variants(config: dict) -> list[dict]:
 
 def runs(config: dict) -> list[dict]:
     """One row per (model, init, seed); run id ``<model>-<scratch|pt>-s<seed>``."""
-    return [dict(run=f"{variant['variant']}-s{seed}", **variant, seed=int(seed))
+    return [dict(run=run_id(variant["variant"], seed), **variant, seed=int(seed))
             for variant in variants(config) for seed in config[SECTION]["seeds"]]
 
 
@@ -62,7 +68,7 @@ def finetune_groups(config: dict) -> dict[str, list[str]]:
     """Fine-tuning jobs per run: group id -> corruptions. ``finetune.group_by: corruption`` gives
     one job per corruption (paper scale), ``run`` one job for all (saves start-up time)."""
     finetune = config[SECTION]["finetune"]
-    names = list(finetune["corruptions"] or corruptions(config))
+    names = list(corruptions(config) if finetune["corruptions"] is None else finetune["corruptions"])
     if finetune["group_by"] == "corruption":
         return {name: [name] for name in names}
     return {"all": names}
@@ -72,7 +78,7 @@ def source_task_weights(config: dict, run: dict) -> str | list:
     """The weights file a run starts from when it is a pretrained run of a source-task model (the
     pipeline's own pretraining), else ``[]`` (no input)."""
     if run["init"] == "pretrained" and _spec(config, run["model"])["pretrained_source"] == "source_task":
-        return f"{STUDY_DIR}/pretrain/{run['model']}-s{run['seed']}.pt"
+        return PRETRAINED_MODEL.format(model=run["model"], seed=run["seed"])
     return []
 
 
@@ -111,11 +117,11 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
                                   "cifar10c": {"corruptions": study["cifar10c"]["corruptions"]},
                                   "models": [_model_for(config, job["model"], None)]}}
     if step == "finetune":
-        subset = {"dataset": study["dataset"], "finetune": study["finetune"],
-                  "models": [_model_for(config, job["model"], job["init"])]}
-        if not study["finetune"]["corruptions"]:  # then the groups come from cifar10c's list
-            subset["cifar10c"] = {"corruptions": study["cifar10c"]["corruptions"]}
-        return {**data, SECTION: subset}
+        # The job's own group only: adding a corruption to the list adds a job, reruns none.
+        # (An unknown group gets none: the step then names the group and the groups there are.)
+        finetune = {**study["finetune"], "corruptions": finetune_groups(config).get(job["group"], [])}
+        return {**data, SECTION: {"dataset": study["dataset"], "finetune": finetune,
+                                  "models": [_model_for(config, job["model"], job["init"])]}}
     if step == "aggregate":
         models = [{k: spec[k] for k in ("id", "family", "name", "pretrained_source")} for spec in study["models"]]
         return {SECTION: {"dataset": study["dataset"], "baseline": study["baseline"], "models": models}}
