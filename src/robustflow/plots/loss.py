@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, legend_outside
+from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, legend_outside, nothing_to_show
 from robustflow.stats import t_interval
 from robustflow.studies.loss.claims import reported_rows
 
@@ -49,11 +49,24 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
 
 
 def lambda_ablation(noise: pd.DataFrame, baseline: str) -> plt.Figure:
-    """Clean-test margin SNR and top-1 of the margin loss against lambda (log x)."""
+    """Clean-test margin SNR and top-1 of the margin loss against lambda (log x; symlog when
+    lambda 0 is swept). A sweep without the clean level or a plain margin variant (no EMA, no
+    mixup) gets a panel that says so; the plan does not target this figure for such a sweep."""
     apply_style()
+    xlabel = "margin target lambda (logit units, log scale)"
     clean = reported_rows(noise)
-    clean = clean[(clean["level"] == 0) & (clean["noise"] == clean["noise"].iloc[0])]
-    margin = clean[(clean["loss"] == "margin") & (~clean["ema"]) & (clean["mixup_alpha"] == 0)]
+    clean = clean[clean["level"] == 0]
+    if clean.empty:
+        return nothing_to_show("the sweep has no clean test set (noise level 0)", xlabel, "clean margin SNR")
+    clean = clean[clean["noise"] == clean["noise"].iloc[0]]
+    margin = clean[(clean["loss"] == "margin") & (~clean["ema"].astype(bool)) & (clean["mixup_alpha"] == 0)]
+    if margin.empty:
+        return nothing_to_show("the sweep has no margin-loss variant without EMA or mixup", xlabel,
+                               "clean margin SNR")
+    positive = margin.loc[margin["margin_lambda"] > 0, "margin_lambda"]
+    linthresh = float(positive.min()) if len(positive) else 1.0
+    if len(positive) < len(margin):  # log scale cannot show lambda 0
+        xlabel = "margin target lambda (logit units, symlog scale)"
     base = clean[clean["variant"] == baseline]
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN * 0.75, 2.6), constrained_layout=True)
     for ax, (metric, label) in zip(axes, [("margin_snr", "clean margin SNR (mean/std)"),
@@ -64,8 +77,11 @@ def lambda_ablation(noise: pd.DataFrame, baseline: str) -> plt.Figure:
             low, high = t_interval(base[metric])
             ax.axhline(base[metric].mean(), color="grey", linestyle="--", label=f"{baseline} (baseline)")
             ax.axhspan(low, high, color="grey", alpha=0.15)
-        ax.set_xscale("log")
-        ax.set(xlabel="margin target lambda (logit units, log scale)", ylabel=label)
+        if len(positive) < len(margin):
+            ax.set_xscale("symlog", linthresh=linthresh)
+        else:
+            ax.set_xscale("log")
+        ax.set(xlabel=xlabel, ylabel=label)
         ax.legend(frameon=False)
     return fig
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -36,6 +37,17 @@ def legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "variant") -> Non
         if axis.get_legend() is not None:
             axis.get_legend().remove()
     fig.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+
+
+def nothing_to_show(reason: str, xlabel: str = "", ylabel: str = "") -> plt.Figure:
+    """A one-panel figure that says plainly that there is nothing to draw, and why (``reason``),
+    for a figure asked for on a sweep that lacks its subject."""
+    apply_style()
+    fig, ax = plt.subplots(figsize=(FULL_WIDTH_IN * 0.5, 2.0), constrained_layout=True)
+    ax.text(0.5, 0.5, "nothing to show:\n" + textwrap.fill(reason, 40), ha="center", va="center",
+            transform=ax.transAxes, fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, xticks=[], yticks=[])
+    return fig
 
 
 def save_figure(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> None:

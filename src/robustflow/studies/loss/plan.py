@@ -93,8 +93,17 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
     raise KeyError(f"loss study has no step {step!r}")
 
 
+def figures(config: dict) -> list[str]:
+    """The figures of `FIGURES` whose subject the sweep has. ``lambda_ablation`` draws the plain
+    margin loss (no EMA, no mixup) against lambda on the clean test set: it needs such a variant
+    and the clean level 0 among ``noise_suite.levels``."""
+    plain_margin = any(v["loss"] == "margin" and not v["ema"] and v["mixup_alpha"] == 0 for v in variants(config))
+    clean = 0 in config["noise_suite"]["levels"]
+    return [name for name in FIGURES if name != "lambda_ablation" or (plain_margin and clean)]
+
+
 def targets(config: dict) -> list[str]:
-    return figure_and_table_targets("loss", FIGURES, ("summary.csv", "claims.csv"))
+    return figure_and_table_targets("loss", figures(config), ("summary.csv", "claims.csv"))
 
 
 def check(config: dict) -> list[str]:
