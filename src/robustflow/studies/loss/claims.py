@@ -15,6 +15,7 @@ from robustflow.claims import Claim, judge, verdict_table
 
 SOURCE = "source 000"
 SNR_RATIO = "margin_snr ratio {} / {}, clean test"
+NOISE = "gaussian"  # the noise type every measurement reads (level 0 of it is the clean test set)
 
 
 class LossClaim(NamedTuple):
@@ -32,7 +33,7 @@ def reported_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _per_seed(noise: pd.DataFrame, variant: str, metric: str, level: float) -> pd.Series:
     rows = reported_rows(noise)
-    rows = rows[(rows["variant"] == variant) & (rows["noise"] == "gaussian") & (rows["level"] == level)]
+    rows = rows[(rows["variant"] == variant) & (rows["noise"] == NOISE) & (rows["level"] == level)]
     return rows.set_index("seed")[metric]
 
 
@@ -47,7 +48,7 @@ def _top1_at(variant: str, level: float) -> Callable[[pd.DataFrame], pd.Series]:
 
 def _ema_gain(variant: str, level: float) -> Callable[[pd.DataFrame], pd.Series]:
     def measure(noise: pd.DataFrame) -> pd.Series:
-        rows = noise[(noise["variant"] == variant) & (noise["noise"] == "gaussian") & (noise["level"] == level)]
+        rows = noise[(noise["variant"] == variant) & (noise["noise"] == NOISE) & (noise["level"] == level)]
         by_weights = rows.pivot_table(index="seed", columns="weights", values="top1")
         return (by_weights["ema"] - by_weights["raw"]).dropna()
     return measure
@@ -79,12 +80,17 @@ def claims_table(noise: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Every claim of `CLAIMS` judged on the per-seed measurements of the noise table."""
     dataset = config["loss_study"]["dataset"]
     reason = "" if dataset == "cifar10" else f"embedded default ({dataset}), not the source's CIFAR-10 setting"
-    variants, levels = set(noise["variant"]), set(noise["level"])
+    variants, levels, types = set(noise["variant"]), set(noise["level"]), set(noise["noise"])
     rows = []
     for item in CLAIMS:
-        if not set(item.needs) <= variants or item.level not in levels:
-            rows.append(judge(item.claim, [], comparable=False, reason="not in this config's sweep: needs "
-                              f"{', '.join(sorted(item.needs))} and the levels used"))
+        missing = [f"variant {name}" for name in item.needs if name not in variants]
+        if item.level not in levels:
+            missing.append(f"noise level {item.level:g}")
+        if NOISE not in types:  # every claim reads the Gaussian rows
+            missing.append(f"{NOISE} noise")
+        if missing:
+            rows.append(judge(item.claim, [], comparable=False,
+                              reason=f"not in this config's sweep: needs {', '.join(missing)}"))
             continue
         comparable = not reason or item.directional
         rows.append(judge(item.claim, item.measure(noise).tolist(), comparable=comparable,
