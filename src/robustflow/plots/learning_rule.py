@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style
+from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, nothing_to_show
 from robustflow.stats import mean_ci, t_interval
 from robustflow.studies.learning_rule.plan import METHODS, cell_id, parse_constraint_id
 
@@ -101,7 +101,8 @@ def snr_vs_constraint(metrics: pd.DataFrame) -> plt.Figure:
               ("accuracy", ACCURACY_LABEL)]
     for ax, (metric, label) in zip(axes, panels):
         sns.pointplot(data=rows, x="constraint_label", y=metric, hue="method", order=order, hue_order=methods,
-                      errorbar=t_interval, dodge=0.4, capsize=0.1, markersize=4, ax=ax)
+                      errorbar=t_interval, dodge=0.4 if len(methods) > 1 else False, capsize=0.1, markersize=4,
+                      ax=ax)
         if metric != "accuracy":
             _set_ratio_scale(ax, rows[metric])
         ax.set(xlabel="weight range (weight units)", ylabel=label)
@@ -169,12 +170,9 @@ def weight_histograms(metrics: pd.DataFrame, weights: Mapping[str, Mapping[str, 
 def lr_sweep(sweep: pd.DataFrame) -> plt.Figure:
     """SGD validation accuracy against learning rate per method (log x); diverged runs marked x."""
     apply_style()
-    if sweep.empty:
-        fig, ax = plt.subplots(figsize=(FULL_WIDTH_IN * 0.5, 2.0), constrained_layout=True)
-        ax.text(0.5, 0.5, "no SGD method in this study:\nno learning-rate sweep", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set(xlabel="learning rate (log scale)", ylabel="validation accuracy (fraction)")
-        return fig
+    if sweep.empty:  # the plan does not target this figure without an SGD method
+        return nothing_to_show("no SGD method in this study, so no learning-rate sweep",
+                               "learning rate (log scale)", "validation accuracy (fraction)")
     order = _constraint_order(sweep["constraint"])
     methods = _methods(sweep)
     fig, axes = plt.subplots(1, len(order), figsize=(FULL_WIDTH_IN, 2.6), sharey=True, squeeze=False,

@@ -113,8 +113,15 @@ def _task_identity(task: dict) -> dict:
     return {k: task[k] for k in keys}
 
 
+def figures(config: dict) -> list[str]:
+    """The figures of `FIGURES` whose subject the study has: ``lr_sweep`` draws the SGD methods'
+    learning-rate sweep, so it needs an SGD method."""
+    sgd = any(method.startswith("sgd") for method in config[SECTION]["methods"])
+    return [name for name in FIGURES if name != "lr_sweep" or sgd]
+
+
 def targets(config: dict) -> list[str]:
-    return figure_and_table_targets("learning_rule", FIGURES, ("summary.csv", "claims.md"))
+    return figure_and_table_targets("learning_rule", figures(config), ("summary.csv", "claims.md"))
 
 
 def check(config: dict) -> list[str]:
