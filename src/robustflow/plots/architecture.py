@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
 from robustflow.stats import t_interval
 from robustflow.studies.architecture.plan import CLEAN
 
@@ -63,8 +63,12 @@ def corruption_heatmap(robustness: pd.DataFrame) -> plt.Figure:
 
 def finetune_improvement(finetune: pd.DataFrame) -> plt.Figure:
     """Test top-1 on the fine-tuning test images before and after fine-tuning, and the gain
-    per corruption (points), per variant (Exp 3)."""
+    per corruption (points), per variant (Exp 3). Without fine-tuning (``finetune.corruptions: []``)
+    a panel says so; the plan does not target this figure then."""
     apply_style()
+    if finetune.empty:
+        return nothing_to_show("no fine-tuning corruption in this study (finetune.corruptions is empty)", "variant",
+                               "test top-1 on corrupted images (fraction)")
     per_corruption = finetune.groupby(["variant", "seed", "corruption"], as_index=False)[
         ["top1_before", "top1", "top1_improvement"]].mean()
     long = pd.concat([per_corruption.assign(stage="before (Exp 2 model)", accuracy=per_corruption["top1_before"]),

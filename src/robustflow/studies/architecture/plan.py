@@ -130,8 +130,15 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
     raise KeyError(f"architecture study has no step {step!r}")
 
 
+def figures(config: dict) -> list[str]:
+    """The figures of `FIGURES` whose subject the study has: ``finetune_improvement`` (Exp 3)
+    needs a fine-tuning corruption (``finetune.corruptions: []`` fine-tunes on none)."""
+    finetuned = any(finetune_groups(config).values())
+    return [name for name in FIGURES if name != "finetune_improvement" or finetuned]
+
+
 def targets(config: dict) -> list[str]:
-    return figure_and_table_targets("architecture", FIGURES, ("summary.csv", "claims.csv"))
+    return figure_and_table_targets("architecture", figures(config), ("summary.csv", "claims.csv"))
 
 
 def _official_cifar10c_problems(config: dict) -> list[str]:

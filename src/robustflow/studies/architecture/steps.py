@@ -381,11 +381,26 @@ SUMMARY_VALUES = ["test_top1", "test_top5", "test_nll", "clean_top1", "mean_c_to
                   "finetune_gain_same_images", "finetune_improvement"]
 
 
+def _finetune_table(paths) -> pd.DataFrame:
+    """The fine-tuning tables joined. Without fine-tuning corruptions there are none, or a job
+    per run that wrote a table without rows or header: then an empty table with the run columns."""
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_csv(path))
+        except pd.errors.EmptyDataError:  # no rows, no header: that job had no corruption
+            continue
+    filled = [frame for frame in frames if len(frame)]
+    if filled:
+        return pd.concat(filled, ignore_index=True)
+    return frames[0] if frames else pd.DataFrame(columns=RUN_COLUMNS)
+
+
 def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     """Join the per-run tables; per-run and per-variant summaries (mean and 95% t-interval over
     seeds); source 002's claims beside the measurements."""
     history, test, robustness = (concat_tables(getattr(inputs, name)) for name in ("history", "test", "robustness"))
-    finetune = concat_tables(inputs.finetune) if inputs.finetune else pd.DataFrame(columns=RUN_COLUMNS)
+    finetune = _finetune_table(inputs.finetune)
     runs, per_corruption = run_summary(config, test, robustness, finetune)
     values = [v for v in SUMMARY_VALUES if v in runs.columns]
     write_csv(history, outputs.history)
