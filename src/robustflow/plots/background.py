@@ -11,7 +11,7 @@ import seaborn as sns
 import torch
 
 from robustflow.data.backgrounds import VARIATIONS
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
 from robustflow.saliency import overlay_image
 from robustflow.stats import t_interval
 from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
@@ -39,8 +39,13 @@ def accuracy_per_variation(accuracy: pd.DataFrame) -> plt.Figure:
 
 
 def foreground_share_per_variation(accuracy: pd.DataFrame) -> plt.Figure:
-    """Fraction of gradient-saliency mass inside the foreground mask, per variation and method."""
-    return _variation_bars(accuracy, "fg_share", "saliency inside foreground (fraction)")
+    """Fraction of gradient-saliency mass inside the foreground mask, per variation and method
+    (without test masks, as on a challenge release lacking fg_mask/val, a panel says so)."""
+    ylabel = "saliency inside foreground (fraction)"
+    if accuracy["fg_share"].isna().all():
+        return nothing_to_show("no foreground masks of the test images (fg_mask/val), so no foreground share",
+                               "test variation", ylabel)
+    return _variation_bars(accuracy, "fg_share", ylabel)
 
 
 def gap_per_method(gaps: pd.DataFrame) -> plt.Figure:

@@ -118,10 +118,18 @@ def _trained_model(config: dict, model_id: str) -> dict:
     return {k: spec[k] for k in ("name", "kwargs")}
 
 
+def figures(config: dict) -> list[str]:
+    """The figures of `FIGURES` whose subject the study has, then one saliency and one influence
+    grid per model. ``foreground_share`` needs foreground masks of the test images: the generated
+    set has them, the real challenge only with its ``fg_mask/val`` folder."""
+    study = config[SECTION]
+    masks = study["source"] == "generated" or (Path(study["bg_challenge"]["root"]) / "fg_mask" / "val").is_dir()
+    grids = [f"{grid}_{spec['id']}" for grid in GRIDS for spec in study["models"]]
+    return [*(name for name in FIGURES if name != "foreground_share" or masks), *grids]
+
+
 def targets(config: dict) -> list[str]:
-    grids = [f"{grid}_{spec['id']}" for grid in GRIDS for spec in config[SECTION]["models"]]
-    return figure_and_table_targets("background", (*FIGURES, *grids),
-                                    ("summary.csv", "gap_summary.csv", "claims.csv"))
+    return figure_and_table_targets("background", figures(config), ("summary.csv", "gap_summary.csv", "claims.csv"))
 
 
 def check(config: dict) -> list[str]:
