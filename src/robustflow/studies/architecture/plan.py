@@ -69,6 +69,8 @@ def finetune_groups(config: dict) -> dict[str, list[str]]:
     one job per corruption (paper scale), ``run`` one job for all (saves start-up time)."""
     finetune = config[SECTION]["finetune"]
     names = list(corruptions(config) if finetune["corruptions"] is None else finetune["corruptions"])
+    if not names:  # no fine-tuning at all (Exp 3 switched off), not a job that does nothing
+        return {}
     if finetune["group_by"] == "corruption":
         return {name: [name] for name in names}
     return {"all": names}

@@ -18,13 +18,18 @@ from robustflow.config import (
     check_unique_ids,
     figure_and_table_targets,
 )
-from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET, BG_CHALLENGE_VARIATIONS, IMAGE_SUFFIXES, holds_images
+from robustflow.data_files import (
+    BG_CHALLENGE_HOW_TO_GET,
+    BG_CHALLENGE_VARIATIONS,
+    IMAGE_SUFFIXES,
+    holds_images,
+)
+from robustflow.studies import run_id
 
 SECTION = "background_study"
 FIGURES = ("accuracy_per_variation", "gap_per_method", "foreground_share")
 GRIDS = ("saliency_grid", "influence_grid")
 METHODS = ("standard", "mixed_rand", "paired")
-STUDY_DIR = "results/background_study"
 MIN_DIGIT_SIZE = 8  # the generator's smallest digit
 GAP_COLUMNS = {
     "gap_original_minus_mixed_rand": ("original", "mixed_rand"),
@@ -53,7 +58,7 @@ def variants(config: dict) -> list[dict]:
 
 
 def runs(config: dict) -> list[dict]:
-    return [{"run": f"{variant['variant']}-s{seed}", **variant, "seed": int(seed)}
+    return [{"run": run_id(variant["variant"], seed), **variant, "seed": int(seed)}
             for variant in variants(config) for seed in config[SECTION]["seeds"]]
 
 

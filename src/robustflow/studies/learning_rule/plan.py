@@ -15,12 +15,12 @@ from pathlib import Path
 
 from robustflow.config import figure_and_table_targets
 from robustflow.data_files import IMAGE_SUFFIXES, image_class_folders
+from robustflow.studies import run_id
 
 SECTION = "learning_rule_study"
 FIGURES = ("snr_by_method", "snr_vs_constraint", "noise_robustness", "weight_histograms", "lr_sweep")
 METHODS = ("hebbian", "hebbian_margin", "sgd_mse", "sgd_ce")
 UNCONSTRAINED = "none"
-CELL_DIR = "results/learning_rule_study/cells/{variant}"
 # What a cell reads: everything of the section but the grid, the switch and the resources.
 GRID_KEYS = ("enabled", "methods", "constraints", "seeds", "resources")
 HEBBIAN_KEYS = ("hebbian_lr", "margin_lambda")  # the Hebbian rules' own; SGD cells read sgd_lrs and val_fraction
@@ -84,7 +84,7 @@ def variants(config: dict) -> list[dict]:
 
 
 def runs(config: dict) -> list[dict]:
-    return [{"run": f"{cell['variant']}-s{seed}", **cell, "seed": int(seed)}
+    return [{"run": run_id(cell["variant"], seed), **cell, "seed": int(seed)}
             for cell in variants(config) for seed in config[SECTION]["seeds"]]
 
 
@@ -95,6 +95,8 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
     if step == "cell":
         sgd = job["method"].startswith("sgd")
         unused = (*HEBBIAN_KEYS, "normalize") if sgd else ("sgd_lrs",)
+        if job["method"] == "hebbian":
+            unused = (*unused, "margin_lambda")  # only the margin-gated rule has a margin
         cell = {k: v for k, v in study.items() if k not in (*GRID_KEYS, *unused)}
         task_unused = {"val_fraction"} if not sgd else set()  # only SGD holds out a validation split
         task_unused |= {"positive", "negative"} if study["task"]["source"] == "folder" else {"root"}
