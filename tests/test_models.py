@@ -255,3 +255,102 @@ def test_catalog_hub_ids_are_timms_default_pretrained_tags():
     from robustflow.model_catalog import TIMM_HUB_IDS
 
     assert {name: timm.models.get_pretrained_cfg(name).hf_hub_id for name in TIMM_HUB_IDS} == TIMM_HUB_IDS
+
+
+# ----------------------------------------------------------------------------- WRN-40-2 and anti-aliasing
+
+SMALL_CONFIGS["wide_resnet40_2"] = {}  # registered since the registry test above was written
+
+
+def test_wide_resnet40_2_is_augmix_cifar_model():
+    from robustflow.models.wide_resnet import WideBasicBlock
+
+    model = create_model("wide_resnet40_2", num_classes=10)
+    # the AugMix / xternalz WRN-40-2 for 10 classes: ~2.2M parameters
+    assert sum(p.numel() for p in model.parameters()) == 2_243_546
+    assert model.conv1.out_channels == 16 and model.head.in_features == 128 and model.num_features == 128
+    for group, width in zip((model.block1, model.block2, model.block3), (32, 64, 128)):
+        assert len(group) == 6 and all(isinstance(block, WideBasicBlock) for block in group)
+        assert {block.conv2.out_channels for block in group} == {width}
+    assert [b.conv1.stride for b in (model.block1[0], model.block2[0], model.block3[0])] == [(1, 1), (2, 2), (2, 2)]
+    assert all(block.dropout.p == 0 for group in (model.block1, model.block2, model.block3) for block in group)
+    assert isinstance(model.block1[0].bn1, torch.nn.BatchNorm2d)  # pre-activation: BN-ReLU before each conv
+    with torch.no_grad():
+        assert model.eval()(_x()).shape == (2, 10)
+        assert model.forward_features(_x()).shape == (2, 128, 8, 8)
+    assert create_model("wide_resnet40_2", num_classes=10, dropout=0.3).block2[3].dropout.p == 0.3
+
+
+def test_blur_filter_keeps_the_state_dict_and_loads_plain_weights(tmp_path):
+    torch.manual_seed(0)
+    plain = _trained_like(create_model("small_cnn", num_classes=10, features=(4, 8)))
+    path = tmp_path / "plain.pt"
+    torch.save(plain.state_dict(), path)
+    blurred = create_model("small_cnn", num_classes=10, features=(4, 8), blur_filter=3, pretrained=True,
+                           pretrained_file=path).eval()
+    assert blurred.state_dict().keys() == plain.state_dict().keys()
+    with torch.no_grad():
+        assert not torch.allclose(blurred(_x()), plain(_x()))
+        subsampled = create_model("small_cnn", num_classes=10, features=(4, 8), blur_filter=1, pretrained=True,
+                                  pretrained_file=path).eval()
+        # filter 1: maxpool s1 + subsample = maxpool s2 (equal maps; the strided view may take another conv kernel)
+        torch.testing.assert_close(subsampled(_x()), plain(_x()), rtol=1e-6, atol=1e-6)
+
+
+def test_blur_filter_anti_aliases_every_downsampling():
+    from robustflow.models.blurpool import BlurConv2d, BlurPool2d
+
+    cnn = create_model("small_cnn", num_classes=10, features=(4, 8, 8), blur_filter=4)
+    pools = [m for m in cnn.modules() if isinstance(m, BlurPool2d)]
+    assert len(pools) == 3 and {p.filter_size for p in pools} == {4}
+    assert all(m.stride == 1 for m in cnn.modules() if isinstance(m, torch.nn.MaxPool2d))
+
+    wrn = create_model("wide_resnet40_2", num_classes=10, blur_filter=3)
+    blurred = [name for name, m in wrn.named_modules() if isinstance(m, BlurConv2d)]
+    assert blurred == ["block2.0.conv1", "block2.0.shortcut", "block3.0.conv1", "block3.0.shortcut"]
+    assert wrn.state_dict().keys() == create_model("wide_resnet40_2", num_classes=10).state_dict().keys()
+
+    resnet = create_model("resnet18", num_classes=10, blur_filter=5)
+    aa = [m for m in resnet.modules() if isinstance(m, BlurPool2d)]
+    assert len(aa) == 4 and {p.filter_size for p in aa} == {5}  # stem maxpool + 3 strided blocks
+    assert resnet.layer2[0].conv1.stride == (1, 1) and isinstance(resnet.layer2[0].downsample[0], BlurConv2d)
+    cifar = create_model("resnet18", num_classes=10, blur_filter=3, cifar_stem=True).eval()
+    assert cifar.state_dict().keys() == create_model("resnet18", num_classes=10, cifar_stem=True).state_dict().keys()
+    with torch.no_grad():
+        assert cifar(_x()).shape == (2, 10) and wrn.eval()(_x()).shape == (2, 10)
+
+
+def test_blur_filter_is_validated():
+    for name in ("small_cnn", "wide_resnet40_2", "resnet18"):
+        with pytest.raises(ValueError, match="blur filter size"):
+            create_model(name, num_classes=10, blur_filter=9)
+    with pytest.raises(TypeError, match="blur_filter"):
+        create_model("vit_micro", num_classes=10, blur_filter=3)
+    with pytest.raises(ValueError, match="CNNs only"):
+        create_model("vit_tiny_patch16_224", num_classes=10, blur_filter=3)
+
+
+def test_anti_aliased_timm_resnet_loads_plain_pretrained_weights(tmp_path):
+    torch.manual_seed(0)
+    source = _trained_like(create_model("resnet18", num_classes=10, cifar_stem=True))
+    path = tmp_path / "resnet18.pt"
+    torch.save(source.state_dict(), path)
+    blurred = create_model("resnet18", num_classes=10, cifar_stem=True, blur_filter=3, pretrained=True,
+                           pretrained_file=path)
+    assert torch.equal(blurred.layer3[0].downsample[0].weight, source.layer3[0].downsample[0].weight)
+
+
+@pytest.mark.parametrize("name, kwargs", [("small_cnn", dict(features=(4, 8))), ("wide_resnet40_2", {})])
+def test_rotation_head_wrapper_adds_four_logits_in_training_only(name, kwargs):
+    from robustflow.objectives import WithRotationHead, task_state_dict
+
+    torch.manual_seed(0)
+    model = WithRotationHead(create_model(name, num_classes=7, **kwargs))
+    assert model.train()(_x()).shape == (2, 7 + 4)
+    with torch.no_grad():
+        task = model.eval()(_x())
+    assert task.shape == (2, 7)
+    plain = create_model(name, num_classes=7, **kwargs).eval()
+    plain.load_state_dict(task_state_dict(model.state_dict()))
+    with torch.no_grad():
+        assert torch.equal(plain(_x()), task)

@@ -17,7 +17,7 @@ TIMM_HUB_IDS = {
     "vit_tiny_patch16_224": "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k",
 }
 TIMM_MODELS = tuple(TIMM_HUB_IDS)
-MODEL_NAMES = ("small_cnn", "vit_micro", *TIMM_MODELS)
+MODEL_NAMES = ("small_cnn", "vit_micro", "wide_resnet40_2", *TIMM_MODELS)
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the hub
 
 

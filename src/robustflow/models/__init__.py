@@ -1,7 +1,13 @@
 """One registry of image classifiers, timm style: `create_model(name, num_classes, ...)`.
 
-Registered: ``small_cnn`` and ``vit_micro`` (small models for CPU runs) and the timm models
-``resnet18``, ``resnet50``, ``vit_small_patch16_224``, ``vit_tiny_patch16_224``.
+Registered: ``small_cnn`` and ``vit_micro`` (small models for CPU runs), ``wide_resnet40_2`` (the
+CIFAR model of AugMix) and the timm models ``resnet18``, ``resnet50``, ``vit_small_patch16_224``,
+``vit_tiny_patch16_224``.
+
+Anti-aliasing (Zhang 2019, `robustflow.models.blurpool`) is one plain kwarg, ``blur_filter``: the
+side of the binomial blur filter (1..7; 0, the default, is off), for ``small_cnn``,
+``wide_resnet40_2`` and the ResNets. It adds no parameters: weights of a model with and without
+it load into each other.
 
 Pretrained weights are never downloaded. They come from ``pretrained_file`` (a state_dict
 saved with `torch.save` or as safetensors) or, for the timm models, from a copy already in
@@ -24,11 +30,15 @@ from robustflow.model_catalog import (
     _weights_file,
     pretrained_weights_available,
 )
+from robustflow.models.blurpool import BlurPool2d, antialias, check_filter_size, set_blur_filter
 from robustflow.models.small_cnn import SmallCNN
+from robustflow.models.wide_resnet import WideResNet
 
 __all__ = [
+    "BlurPool2d",
     "PretrainedWeightsNotFound",
     "SmallCNN",
+    "WideResNet",
     "TIMM_MODELS",
     "create_model",
     "list_models",
@@ -202,17 +212,47 @@ def small_cnn(
     pretrained_file: str | Path | None = None,
     features: Sequence[int] = (32, 64),
     dropout: float = 0.0,
+    blur_filter: int = 0,
 ) -> nn.Module:
-    """`SmallCNN`; each block halves the image, so ``img_size`` must be >= 2 ** len(features)."""
+    """`SmallCNN`; each block halves the image, so ``img_size`` must be >= 2 ** len(features).
+
+    ``blur_filter`` (1..7, 0 off) makes each block's maxpool a MaxBlurPool of that filter size.
+    """
     if img_size < 2 ** len(features):
         raise ValueError(
             f"img_size {img_size} is too small for {len(features)} pooling blocks (features={tuple(features)}); "
             f"it must be at least {2 ** len(features)}"
         )
-    model = SmallCNN(num_classes, in_chans=in_chans, features=features, dropout=dropout)
+    model = SmallCNN(num_classes, in_chans=in_chans, features=features, dropout=dropout, blur_filter=blur_filter)
     if pretrained:
         path = _require_weights_file("small_cnn", pretrained_file)
         _load_local_weights(model, "small_cnn", path, "head", num_classes)
+    return model
+
+
+@register_model
+def wide_resnet40_2(
+    num_classes: int,
+    img_size: int = 32,
+    in_chans: int = 3,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+    dropout: float = 0.0,
+    blur_filter: int = 0,
+) -> nn.Module:
+    """WRN-40-2 (`WideResNet`, depth 40, widen factor 2: about 2.2M parameters), AugMix's CIFAR model.
+
+    Two stride-2 groups: ``img_size`` must be >= 4 (the global pool takes any size after that).
+    ``blur_filter`` (1..7, 0 off) blurs before each of its strided convs.
+    """
+    if img_size < 4:
+        raise ValueError(f"img_size {img_size} is too small for wide_resnet40_2's two stride-2 groups; "
+                         "it must be at least 4")
+    model = WideResNet(num_classes, depth=40, widen_factor=2, dropout=dropout, in_chans=in_chans,
+                       blur_filter=blur_filter)
+    if pretrained:
+        path = _require_weights_file("wide_resnet40_2", pretrained_file)
+        _load_local_weights(model, "wide_resnet40_2", path, "head", num_classes)
     return model
 
 
@@ -269,14 +309,53 @@ def _create_timm_model(
     pretrained_file: str | Path | None,
     **kwargs,
 ) -> nn.Module:
-    import timm
-
     is_vit = name.startswith("vit_")
     cifar_stem = bool(kwargs.pop("cifar_stem", False))
     if cifar_stem and is_vit:
         raise ValueError(f"cifar_stem applies to ResNets only, not to {name!r}")
+    blur_filter = check_filter_size(kwargs.pop("blur_filter", 0), allow_off=True)
+    if blur_filter and is_vit:
+        raise ValueError(f"blur_filter applies to CNNs only, not to {name!r}")
+    if blur_filter:
+        if "aa_layer" in kwargs:
+            raise ValueError("give either blur_filter or timm's aa_layer, not both")
+        kwargs["aa_layer"] = BlurPool2d
     if is_vit:
         kwargs["img_size"] = img_size
+    model = _build_timm_model(name, num_classes, in_chans, pretrained, pretrained_file, cifar_stem, **kwargs)
+    if blur_filter:
+        _antialias_resnet(model, blur_filter)
+    return model
+
+
+def _antialias_resnet(model: nn.Module, blur_filter: int) -> None:
+    """Finish a timm ResNet built with ``aa_layer=BlurPool2d``: the filter size asked for, and blurred shortcuts.
+
+    timm's ``aa_layer`` gives each strided block conv s1 - BN - ReLU - BlurPool and the stem
+    MaxPool(3, s1) + BlurPool (Zhang's recipe; the 7x7/2 stem conv stays strided, as in his
+    reference ResNets) but keeps the strided 1x1 conv of the projection shortcuts, which then
+    aliases what the block adds back. Zhang's ResNets blur the shortcut too; so here each strided
+    ``downsample`` conv becomes a `BlurConv2d` (BlurPool, then the 1x1 conv at stride 1), with the
+    parameter names unchanged.
+    """
+    set_blur_filter(model, blur_filter)
+    for module in model.modules():
+        downsample = getattr(module, "downsample", None)
+        if isinstance(downsample, nn.Module):
+            antialias(downsample, blur_filter, max_pools=False, avg_pools=False)
+
+
+def _build_timm_model(
+    name: str,
+    num_classes: int,
+    in_chans: int,
+    pretrained: bool,
+    pretrained_file: str | Path | None,
+    cifar_stem: bool,
+    **kwargs,
+) -> nn.Module:
+    import timm
+
     if not pretrained:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
         if cifar_stem:
@@ -341,7 +420,9 @@ def _timm_entrypoint(name: str) -> Callable[..., nn.Module]:
     entrypoint.__doc__ = (
         f"timm's {name!r}. ViTs get ``img_size`` (``patch_size`` may be overridden in kwargs, e.g. 4 "
         "at 32x32). ResNets ignore ``img_size`` and keep timm's ImageNet stem (7x7/2 conv + maxpool, "
-        "so 32x32 inputs reach the last stage at 1x1) unless ``cifar_stem=True``."
+        "so 32x32 inputs reach the last stage at 1x1) unless ``cifar_stem=True``. ResNets take "
+        "``blur_filter`` (1..7, 0 off): timm's ``aa_layer`` with `BlurPool2d` of that filter size, "
+        "plus blurred projection shortcuts."
     )
     return entrypoint
 
