@@ -708,3 +708,6 @@ def test_model_argument_catalog_matches_the_models():
                                                               "pretrained_file"}
     assert tuple(parameters["features"].default) == config.SMALL_CNN_FEATURES
     assert config.VIT_MICRO_DEFAULTS == models.VIT_MICRO_DEFAULTS
+    from robustflow.models.blurpool import MAX_FILTER_SIZE
+
+    assert config.MAX_BLUR_FILTER == MAX_FILTER_SIZE

@@ -147,7 +147,8 @@ def check_dataset(config: dict, dataset: str, key: str) -> list[str]:
 
 # The keyword arguments of `robustflow.models.small_cnn` and the defaults of ``vit_micro``
 # (tests/test_bad_input.py checks they match the models, which this module must not import).
-SMALL_CNN_KWARGS = ("features", "dropout")
+SMALL_CNN_KWARGS = ("features", "dropout", "blur_filter")
+MAX_BLUR_FILTER = 7  # the largest binomial filter of robustflow.models.blurpool
 SMALL_CNN_FEATURES = (32, 64)
 VIT_MICRO_DEFAULTS = {"patch_size": 4, "embed_dim": 64, "depth": 4, "num_heads": 4}
 
@@ -164,6 +165,10 @@ def check_model_shape(name: str, kwargs: dict, image_size: int, key: str) -> lis
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"config key '{key}.kwargs': small_cnn takes no argument '{arg}'{hint}; "
                             f"its arguments: {', '.join(SMALL_CNN_KWARGS)}")
+        blur = kwargs.get("blur_filter", 0)
+        if not isinstance(blur, int) or isinstance(blur, bool) or not 0 <= blur <= MAX_BLUR_FILTER:
+            problems.append(f"config key '{key}.kwargs.blur_filter': {blur!r} must be an integer 0..{MAX_BLUR_FILTER} "
+                            "(0: no anti-aliasing; k: a binomial blur of size k before every downsampling)")
         features = kwargs.get("features", SMALL_CNN_FEATURES)
         if isinstance(features, (list, tuple)) and 2 ** len(features) > image_size:
             problems.append(
