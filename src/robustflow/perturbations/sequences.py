@@ -179,7 +179,9 @@ def spatter_from_liquid(images: torch.Tensor, liquid: torch.Tensor) -> torch.Ten
     layers = [liquid]
     for _ in range(SPATTER_FRAMES - 1):
         layers.append(_flow_down(layers[-1]))
-    liquid_frames = torch.stack(layers, dim=1).reshape(-1, *liquid.shape[1:])
+    # The flow runs in float64 like the reference's; the mask in float32 like its cv2 arithmetic
+    # (and twice as fast: float64 convolutions are slow on CPUs).
+    liquid_frames = torch.stack(layers, dim=1).reshape(-1, *liquid.shape[1:]).float()
     # Smoothing and threshold are done: sigma 0 and threshold 0 make the engine's own no-ops.
     per_frame = SPATTER._replace(sigma=0.0, threshold=0.0)
     wet = weather.spatter_from_draws(_unit(_each_frame(images, SPATTER_FRAMES)), per_frame, liquid_frames)
