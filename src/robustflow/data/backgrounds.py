@@ -246,6 +246,28 @@ def _correlated_classes(labels: torch.Tensor, n_classes: int, correlation: float
     return torch.where(keep, labels, torch.randint(0, n_classes, labels.shape, generator=generator))
 
 
+def _check_generation(n_classes: int, correlation: float, image_size: int, digit_size: int,
+                      mask_threshold: float) -> None:
+    if not 2 <= n_classes <= 10:
+        raise ValueError(f"n_classes must lie in 2..10 (digit classes), got {n_classes}")
+    if not 0 <= correlation <= 1:
+        raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
+    if not 8 <= digit_size < image_size:
+        raise ValueError(f"digit_size must lie in [8, image_size={image_size}), got {digit_size}")
+    if not 0 < mask_threshold < 1:
+        raise ValueError(f"mask_threshold must lie in (0, 1), got {mask_threshold}")
+
+
+def _digit_images(n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits of the first ``n_classes`` classes, in [0, 1], and their labels."""
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    bunch = sklearn_load_digits()
+    keep = bunch.target < n_classes
+    return (torch.as_tensor(bunch.images[keep], dtype=torch.float32) / 16.0,
+            torch.as_tensor(bunch.target[keep], dtype=torch.int64))
+
+
 def generate_backgrounds_set(
     seed: int,
     n_classes: int = 10,
@@ -266,20 +288,8 @@ def generate_backgrounds_set(
     mixed_rand training split (for training on mixed_rand) uses the same foregrounds as the
     original one. Deterministic for a given ``seed``.
     """
-    from sklearn.datasets import load_digits as sklearn_load_digits
-
-    if not 2 <= n_classes <= 10:
-        raise ValueError(f"n_classes must lie in 2..10 (digit classes), got {n_classes}")
-    if not 0 <= correlation <= 1:
-        raise ValueError(f"correlation must lie in [0, 1], got {correlation}")
-    if not 8 <= digit_size < image_size:
-        raise ValueError(f"digit_size must lie in [8, image_size={image_size}), got {digit_size}")
-    if not 0 < mask_threshold < 1:
-        raise ValueError(f"mask_threshold must lie in (0, 1), got {mask_threshold}")
-    bunch = sklearn_load_digits()
-    keep = bunch.target < n_classes
-    digits = torch.as_tensor(bunch.images[keep], dtype=torch.float32) / 16.0
-    labels = torch.as_tensor(bunch.target[keep], dtype=torch.int64)
+    _check_generation(n_classes, correlation, image_size, digit_size, mask_threshold)
+    digits, labels = _digit_images(n_classes)
     generator = torch.Generator().manual_seed(seed)
     train_idx, val_idx, test_idx = (
         torch.from_numpy(p) for p in stratified_split(labels.numpy(), (val_fraction, test_fraction), seed))

@@ -61,12 +61,20 @@ def claims_table(gaps: pd.DataFrame, config: dict) -> pd.DataFrame:
     Magnitudes are comparable only on the real challenge with source 002's models and epochs;
     the directional claims (seed-paired differences that must be >= 0) hold anywhere.
     """
+    rows = _source_002_rows(gaps, config)
+    for model in _models(config):
+        rows += _directional_rows(gaps, model)
+    rows.append(_cnn_vs_vit_row(gaps, config))
+    return verdict_table(rows)
+
+
+def _source_002_rows(gaps: pd.DataFrame, config: dict) -> list[dict]:
+    """Source 002's standard-training numbers per architecture, measured where the config matches it."""
     rows = []
-    labels = set(gaps["label"])
     for arch, numbers in SOURCE_002_NUMBERS.items():
         key, reason = _source_002_model_key(config, arch)
         measured = {"original": [], "mixed_rand": [], "gap": []}
-        if key is not None and "standard" in labels:
+        if key is not None and "standard" in set(gaps["label"]):
             standard = gaps[(gaps["model"] == key) & (gaps["label"] == "standard")]
             measured = {"original": standard["original"].tolist(), "mixed_rand": standard["mixed_rand"].tolist(),
                         "gap": standard["gap_original_minus_mixed_rand"].tolist()}
@@ -76,44 +84,53 @@ def claims_table(gaps: pd.DataFrame, config: dict) -> pd.DataFrame:
                           f"pretrained {arch}, {SOURCE_002_EPOCHS} epochs on IN-9: {metric} = {claimed:.4f}",
                           f"{column} (standard training)", claimed, "value", rel_tol=0.05)
             rows.append(judge(claim, measured[metric], comparable=key is not None, reason=reason))
+    return rows
 
-    specs = _models(config)
-    models = list(specs)
+
+def _strongest_paired(labels: set[str]) -> str | None:
+    """The paired label with the largest reg_coeff, when that coefficient is > 0."""
     paired = sorted((label for label in labels if label.startswith("paired_reg")),
                     key=lambda label: float(label.removeprefix("paired_reg")))
-    strongest = paired[-1] if paired and float(paired[-1].removeprefix("paired_reg")) > 0 else None
-    for model in models:
-        directional = [
-            ("mixed_rand_training_shrinks_bg_gap", CHALLENGE, "training on mixed_rand shrinks the BG-Gap",
-             "bg_gap_mixed_same_minus_mixed_rand", "standard", "mixed_rand"),
-            ("mixed_rand_training_shrinks_source002_gap", CHALLENGE, "training on mixed_rand shrinks the source 002 gap",
-             "gap_original_minus_mixed_rand", "standard", "mixed_rand"),
-            ("paired_shrinks_source002_gap", SOURCE_003,
-             f"paired training ({strongest}) shrinks the source 002 gap vs standard",
-             "gap_original_minus_mixed_rand", "standard", strongest),
-            ("paired_regulariser_shrinks_source002_gap", SOURCE_003,
-             f"the pairing regulariser ({strongest} vs paired_reg0) shrinks the source 002 gap",
-             "gap_original_minus_mixed_rand", "paired_reg0", strongest),
-        ]
-        model_labels = set(gaps.loc[gaps["model"] == model, "label"])
-        for name, source, statement, column, base, treated in directional:
-            claim = Claim(claim_id(model, name), source, f"{model}: {statement}",
-                          f"{column}: {base} - {treated} per seed", 0.0, "above")
-            if base not in model_labels or treated is None or treated not in model_labels:
-                rows.append(judge(claim, [], comparable=False, reason=f"not in this config's sweep "
-                                  f"(needs runs {base} and {treated or 'paired with reg_coeff > 0'})"))
-                continue
-            rows.append(judge(claim, _difference(gaps, model, base, model, treated, column), comparable=True))
+    return paired[-1] if paired and float(paired[-1].removeprefix("paired_reg")) > 0 else None
 
-    cnn = [m for m in models if not specs[m]["name"].startswith("vit")]
-    vit = [m for m in models if specs[m]["name"].startswith("vit")]
+
+def _directional_rows(gaps: pd.DataFrame, model: str) -> list[dict]:
+    """Does training on mixed_rand, or paired training, shrink ``model``'s gaps (per seed)?"""
+    strongest = _strongest_paired(set(gaps["label"]))
+    directional = [
+        ("mixed_rand_training_shrinks_bg_gap", CHALLENGE, "training on mixed_rand shrinks the BG-Gap",
+         "bg_gap_mixed_same_minus_mixed_rand", "standard", "mixed_rand"),
+        ("mixed_rand_training_shrinks_source002_gap", CHALLENGE, "training on mixed_rand shrinks the source 002 gap",
+         "gap_original_minus_mixed_rand", "standard", "mixed_rand"),
+        ("paired_shrinks_source002_gap", SOURCE_003,
+         f"paired training ({strongest}) shrinks the source 002 gap vs standard",
+         "gap_original_minus_mixed_rand", "standard", strongest),
+        ("paired_regulariser_shrinks_source002_gap", SOURCE_003,
+         f"the pairing regulariser ({strongest} vs paired_reg0) shrinks the source 002 gap",
+         "gap_original_minus_mixed_rand", "paired_reg0", strongest),
+    ]
+    model_labels = set(gaps.loc[gaps["model"] == model, "label"])
+    rows = []
+    for name, source, statement, column, base, treated in directional:
+        claim = Claim(claim_id(model, name), source, f"{model}: {statement}",
+                      f"{column}: {base} - {treated} per seed", 0.0, "above")
+        if base not in model_labels or treated is None or treated not in model_labels:
+            rows.append(judge(claim, [], comparable=False, reason=f"not in this config's sweep "
+                              f"(needs runs {base} and {treated or 'paired with reg_coeff > 0'})"))
+            continue
+        rows.append(judge(claim, _difference(gaps, model, base, model, treated, column), comparable=True))
+    return rows
+
+
+def _cnn_vs_vit_row(gaps: pd.DataFrame, config: dict) -> dict:
+    """Hypothesis 3: the first CNN's gap minus the first ViT's, standard training, per seed."""
+    specs = _models(config)
+    cnn = [m for m in specs if not specs[m]["name"].startswith("vit")]
+    vit = [m for m in specs if specs[m]["name"].startswith("vit")]
     claim = Claim("cnn_gap_exceeds_vit", SOURCE_002, "hypothesis 3: a CNN depends more on backgrounds than a ViT "
                   "(ResNet-50 gap 16.54 > ViT-S 14.37)", "gap_original_minus_mixed_rand: CNN - ViT, standard, per seed",
                   0.0, "above")
-    if cnn and vit and "standard" in labels:
-        rows.append(judge(claim, _difference(gaps, cnn[0], "standard", vit[0], "standard",
-                                             "gap_original_minus_mixed_rand"), comparable=True,
-                          reason=f"{cnn[0]} vs {vit[0]}"))
-    else:
-        rows.append(judge(claim, [], comparable=False, reason="needs a CNN and a ViT trained with method standard"))
-    return verdict_table(rows)
+    if not (cnn and vit and "standard" in set(gaps["label"])):
+        return judge(claim, [], comparable=False, reason="needs a CNN and a ViT trained with method standard")
+    return judge(claim, _difference(gaps, cnn[0], "standard", vit[0], "standard", "gap_original_minus_mixed_rand"),
+                 comparable=True, reason=f"{cnn[0]} vs {vit[0]}")
