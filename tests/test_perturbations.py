@@ -30,6 +30,7 @@ from robustflow.perturbations import (
     embed_translate_pair,
     perturbation_sequence,
     random_shift_pair,
+    warps,
 )
 from robustflow.perturbations.sequences import snow_from_layer, spatter_from_liquid
 from tests.test_corruptions import natural_images
@@ -269,7 +270,7 @@ def test_tilt_against_current_opencv(clean: torch.Tensor, reference) -> None:
     import cv2
 
     ours = sequences_hwc(perturbation_sequence(clean, "tilt"))
-    matrices = [reference._tilt_homography(32, 32, angle) for angle in FRAME_PARAMETERS["tilt"]]
+    matrices = [warps.tilt_matrix(32, 32, angle) for angle in FRAME_PARAMETERS["tilt"]]
     theirs = np.stack(
         [[cv2.warpPerspective(image, m, (32, 32)) for m in matrices] for image in as_hwc(clean)]
     )

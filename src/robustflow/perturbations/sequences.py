@@ -171,8 +171,9 @@ def spatter_from_liquid(images: torch.Tensor, liquid: torch.Tensor) -> torch.Ten
 
     The liquid is smoothed (sigma 1.75) and thresholded (0.7) once; frame i shows it after i
     steps of :func:`_flow_down`, through the CIFAR-10-C water-drop mask. The reference divides
-    by the mask's maximum, which is 0 where no liquid passes the threshold (about 1% of
-    images); its frames are then NaN cast to uint8, here the clean image.
+    by the mask's maximum, which is 0 where no liquid passed the threshold (about 1% of draws)
+    or all of it has flowed out of the image; its frames are then NaN cast to uint8, here the
+    clean image.
     """
     liquid = _ops.gaussian_filter(liquid.double(), SPATTER.sigma)
     liquid = torch.where(liquid < SPATTER.threshold, torch.zeros_like(liquid), liquid)
