@@ -133,3 +133,15 @@ def paper_overrides(workdir: Path, repo: Path = REPO) -> dict:
         model["pretrained_file"] = stand_in_weights(model["name"])
     return {**PAPER_DATA, "architecture_study": {"models": models},
             "background_study": {"bg_challenge": {"root": "fixtures/bg_challenge"}, "models": background_models}}
+
+
+def write_cifar10p_fixture(root: str | Path, names, n: int = 2) -> Path:
+    """The CIFAR-10-P layout: <root>/<perturbation>.npy, uint8 (n, T, 32, 32, 3)."""
+    from robustflow.data_files import CIFAR10P_FRAMES
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        np.save(root / f"{name}.npy", rng.integers(0, 256, (n, CIFAR10P_FRAMES[name], 32, 32, 3), dtype=np.uint8))
+    return root

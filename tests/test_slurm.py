@@ -24,6 +24,7 @@ TINY_CONFIG = {
     "device": "cpu",
     "architecture_study": {"enabled": False},
     "background_study": {"enabled": False},
+    "repeatability_study": {"enabled": False},
     "noise_suite": {"types": ["gaussian"], "levels": [0.0, 0.5], "seed": 1},
     "loss_study": {
         "model": {"name": "small_cnn", "kwargs": {"features": [4, 8]}},

@@ -32,6 +32,7 @@ from robustflow.studies import STUDIES, plan, validate
 from tests.fixtures import (
     write_bg_challenge_fixture,
     write_cifar10_fixture,
+    write_cifar10p_fixture,
     write_image_folder_fixture,
 )
 
@@ -111,7 +112,8 @@ def _steps_of(section: str) -> list[tuple[str, str]]:
 PER_RUN_STEPS = {("loss_study", "train"), ("loss_study", "evaluate"), ("architecture_study", "train"),
                  ("architecture_study", "evaluate"), ("architecture_study", "finetune"),
                  ("background_study", "train"), ("background_study", "evaluate"),
-                 ("background_study", "influence")}
+                 ("background_study", "influence"), ("repeatability_study", "train"),
+                 ("repeatability_study", "evaluate")}
 
 
 @pytest.mark.parametrize("section, step", [(section, step) for study in STUDIES for section, step in _steps_of(study)])
@@ -175,6 +177,9 @@ def study_jobs(section: str, config: dict) -> list[tuple[str, dict]]:
         return [("generate_set", {}), *((step, run) for run in runs for step in ("train", "evaluate")),
                 *(("influence", run) for run in study.influence_runs(config)), ("aggregate", {}), *figures,
                 *((grid, {"model": model}) for grid in study.GRIDS for model in models)]
+    if section == "repeatability_study":
+        return [("prepare_sequences", {}), ("prepare_cifar10c", {}),
+                *((step, run) for run in runs for step in ("train", "evaluate")), ("aggregate", {}), *figures]
     raise KeyError(section)
 
 
@@ -207,6 +212,7 @@ GRID_KEYS = {
     "learning_rule_study": {("methods",), ("constraints",), ("seeds",)},
     "architecture_study": {("seeds",), ("models", "*", "id")},
     "background_study": {("seeds",), ("methods",), ("reg_coeffs",), ("models", "*", "id"), ("influence", "seeds")},
+    "repeatability_study": {("seeds",), ("models", "*", "id"), ("methods", "*", "id")},
 }
 SKIPPED = {("enabled",)}
 SHARED_KEYS = ("device", "datasets", "noise_suite")
@@ -295,13 +301,17 @@ def _changed(config: dict, path: tuple, extras: dict) -> dict | None:
     if path[-1] == "id":
         renamed = _with(config, path, f"{value}x")
         section = renamed[path[0]]
-        if "baseline" in section and section["baseline"].split("-")[0] == value:
-            section["baseline"] = section["baseline"].replace(value, f"{value}x", 1)
+        if "baseline" in section and value in section["baseline"].split("-"):
+            section["baseline"] = "-".join(f"{part}x" if part == value else part
+                                           for part in section["baseline"].split("-"))
         candidates = [renamed]
     elif path == ("background_study", "influence", "seeds"):
         candidates = [_with(config, path, sorted(set(config["background_study"]["seeds"]) - set(value))[:1])]
     elif path == ("loss_study", "baseline"):
         names = [variant["variant"] for variant in plan("loss_study").variants(config)]
+        candidates = [_with(config, path, name) for name in names if name != value]
+    elif path == ("repeatability_study", "baseline"):
+        names = [variant["variant"] for variant in plan("repeatability_study").variants(config)]
         candidates = [_with(config, path, name) for name in names if name != value]
     elif path == ("architecture_study", "baseline"):
         names = [variant["variant"] for variant in plan("architecture_study").variants(config)]
@@ -333,13 +343,18 @@ def contexts(tmp_path_factory):
     write_image_folder_fixture(root / "images2")
     write_cifar10_fixture(root / "cifar1")
     write_cifar10_fixture(root / "cifar2")
-    extras = {"root": [str(root / name) for name in ("bg2", "images2", "cifar2")],
+    scored = plan("repeatability_study").SCORED_PERTURBATIONS
+    write_cifar10p_fixture(root / "cifar10p1", scored)
+    write_cifar10p_fixture(root / "cifar10p2", scored)
+    extras = {"root": [str(root / name) for name in ("bg2", "images2", "cifar2", "cifar10p2")],
               "pretrained_file": [str(root / "weights2.pt")]}
 
     base = default_config()
     weights = copy.deepcopy(base)
     weights["loss_study"]["model"]["pretrained_file"] = str(root / "weights.pt")
     for spec in weights["background_study"]["models"]:
+        spec["pretrained_file"] = str(root / "weights.pt")
+    for spec in weights["repeatability_study"]["models"]:
         spec["pretrained_file"] = str(root / "weights.pt")
     for spec in weights["architecture_study"]["models"]:
         spec.update(pretrained_source="timm", pretrained_file=str(root / "weights.pt"))
@@ -350,9 +365,12 @@ def contexts(tmp_path_factory):
     cifar10 = copy.deepcopy(base)
     cifar10["loss_study"]["dataset"] = cifar10["architecture_study"]["dataset"] = "cifar10"
     cifar10["datasets"]["cifar10"] = {"root": str(root / "cifar1")}
+    cifar10["repeatability_study"]["dataset"] = "cifar10"
+    official = copy.deepcopy(cifar10)
+    official["repeatability_study"]["perturbations"]["root"] = str(root / "cifar10p1")
     configs = {name: validate(config, SCHEMA) for name, config in
                (("default", base), ("pretrained weights", weights), ("bg_challenge", challenge),
-                ("image folder", folder), ("cifar10", cifar10))}
+                ("image folder", folder), ("cifar10", cifar10), ("official CIFAR-10-P", official))}
     return configs, extras
 
 

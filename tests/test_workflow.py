@@ -65,6 +65,17 @@ TINY_CONFIG = {
         "saliency_samples": 3,
         "influence": {"n_test": 2, "top_k": 2},
     },
+    "repeatability_study": {
+        "models": [{"id": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8]}}],
+        "methods": [{"id": "standard", "objective": "standard"},
+                    {"id": "anti_aliased", "objective": "standard", "blur_filter": 3}],
+        "seeds": [0, 1],
+        "training": {"epochs": 1, "batch_size": 128},
+        "perturbations": {"n_images": 10, "names": ["gaussian_noise", "translate"]},
+        "cifar10c": {"corruptions": ["contrast"]},
+        "shifts": {"max_shift": 2},
+        "translate_images": 2,
+    },
 }
 
 
@@ -215,10 +226,17 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     bg_claims = pd.read_csv(results / "tables" / "background_claims.csv")
     assert set(bg_claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
     assert len(list((results / "logs" / "background_study" / "train").glob("*.log"))) == 8
+    for figure in ["flip_probability", "translate_probability", "consistency_vs_shift", "corruption_vs_flip",
+                   "seed_agreement"]:
+        assert (results / "figures" / f"repeatability_{figure}.png").stat().st_size > 5000, figure
+    perturbations = pd.read_csv(results / "tables" / "repeatability_perturbations.csv")
+    assert len(perturbations) == 2 * 2 * 2  # variants x seeds x perturbations
+    assert perturbations["flip_probability"].between(0, 1).all()
     # The Snakemake report collects every study's figures and claims tables.
     snakemake(workdir, "--report", "results/report.html", "--configfile", str(workdir / "override.yaml"))
     report = (results / "report.html").read_text()
-    for category in ["Loss study", "Learning-rule study", "Architecture study", "Background study"]:
+    for category in ["Loss study", "Learning-rule study", "Architecture study", "Background study",
+                     "Repeatability study"]:
         assert category in report, category
     # Nothing left to do: the outputs are complete and consistent.
     assert "Nothing to be done" in snakemake(workdir, "-n", "--cores", "2", "--configfile",
@@ -266,7 +284,7 @@ RESOURCES = {"gpu": 0, "threads": 2, "mem_mb": 3000, "runtime": 99}
 @pytest.mark.workflow
 def test_resources_and_unread_keys_rerun_nothing(tiny_run):
     edit = {section: {"resources": RESOURCES} for section in
-            ("loss_study", "learning_rule_study", "architecture_study", "background_study")}
+            ("loss_study", "learning_rule_study", "architecture_study", "background_study", "repeatability_study")}
     # Keys that only some jobs read: grid keys a job does not depend on.
     edit["background_study"]["influence"] = {"seeds": [0], "n_test": 2, "top_k": 2}
     assert dry_run_with(tiny_run, edit) == {}
@@ -275,20 +293,22 @@ def test_resources_and_unread_keys_rerun_nothing(tiny_run):
 @pytest.mark.workflow
 def test_a_new_seed_runs_only_its_own_jobs(tiny_run):
     edit = {"loss_study": {"seeds": [0, 1, 2]}, "architecture_study": {"seeds": [0, 1]},
-            "background_study": {"seeds": [0, 1, 2]}}
+            "background_study": {"seeds": [0, 1, 2]}, "repeatability_study": {"seeds": [0, 1, 2]}}
     planned = dry_run_with(tiny_run, edit)
     per_run = {"loss_train", "loss_evaluate", "architecture_train", "architecture_evaluate",
-               "architecture_finetune", "background_train", "background_evaluate"}
+               "architecture_finetune", "background_train", "background_evaluate", "repeatability_train",
+               "repeatability_evaluate"}
     for rule in per_run:
-        new_seed = "s2" if rule.startswith(("loss", "background")) else "s1"
+        new_seed = "s1" if rule.startswith("architecture") else "s2"
         assert planned[rule] and all(f"-{new_seed}" in wildcards for wildcards in planned[rule]), (rule, planned[rule])
     assert sorted(planned["architecture_pretrain"]) == ["model=cnn, seed=1", "model=vit, seed=1"]
     # Shared data is built once per DAG: a seed never regenerates it.
-    assert "architecture_prepare_cifar10c" not in planned and "background_generate_set" not in planned
+    assert not {"architecture_prepare_cifar10c", "background_generate_set", "repeatability_prepare_sequences",
+                "repeatability_prepare_cifar10c"} & set(planned)
     assert "background_influence" not in planned  # influence runs on seed 0 only
     # The learning-rule study was not edited; gatherers of the edited studies rerun.
     assert not any(rule.startswith("learning_rule") for rule in planned)
-    assert {"loss_aggregate", "architecture_aggregate", "background_aggregate"} <= set(planned)
+    assert {"loss_aggregate", "architecture_aggregate", "background_aggregate", "repeatability_aggregate"} <= set(planned)
 
 
 @pytest.mark.workflow
@@ -298,6 +318,7 @@ def test_editing_one_study_reruns_none_of_the_others(tiny_run):
         "learning_rule_study": {"learning_rule_study": {"epochs": 3}},
         "architecture_study": {"architecture_study": {"finetune": {"epochs": 2}}},
         "background_study": {"background_study": {"training": {"epochs": 3}}},
+        "repeatability_study": {"repeatability_study": {"training": {"epochs": 2}}},
     }
     for section, edit in edits.items():
         prefix = section.removesuffix("_study")

@@ -113,3 +113,35 @@ def cifar10c_problems(root: Path, corruptions: list[str], image_size: int) -> li
             problems.append(f"{path}: shape {shape} {dtype}, expected {expected} uint8 (the labels' count, "
                             f"the study's {image_size}x{image_size} test images)")
     return problems
+
+# CIFAR-10-P: frames per sequence (robustflow.perturbations.FRAMES holds the same; a test checks).
+CIFAR10P_FRAMES = {"gaussian_noise": 31, "shot_noise": 31, "speckle_noise": 31, "motion_blur": 21,
+                   "zoom_blur": 31, "spatter": 31, "snow": 31, "brightness": 31, "translate": 16,
+                   "rotate": 31, "tilt": 31, "scale": 31, "gaussian_blur": 31, "shear": 31}
+CIFAR10P_HOW_TO_GET = ("CIFAR-10-P is CIFAR-10-P.tar in Zenodo record 2535967 (beside CIFAR-10-C): "
+                       "<perturbation>.npy uint8 (10000, T, 32, 32, 3), test-set order.")
+
+
+def cifar10p_problems(root: Path, names: list[str]) -> list[str]:
+    """Layout problems of an official CIFAR-10-P folder, from the .npy headers alone: every file
+    uint8 (N, T, 32, 32, 3) with the perturbation's T and one N for all (the job that reads them
+    checks N against the test set, which validation does not load)."""
+    if not root.is_dir():
+        return [f"{root} does not exist. {CIFAR10P_HOW_TO_GET} Or set the root to null to generate the set."]
+    problems, n_images = [], None
+    for name in names:
+        path = root / f"{name}.npy"
+        if not path.is_file():
+            problems.append(f"{path} does not exist. {CIFAR10P_HOW_TO_GET}")
+            continue
+        try:
+            shape, dtype = npy_shape(path)
+        except UnreadableNpy as error:
+            problems.append(f"{error}. {CIFAR10P_HOW_TO_GET}")
+            continue
+        n_images = shape[0] if n_images is None and shape else n_images
+        expected = (n_images, CIFAR10P_FRAMES[name], 32, 32, 3)
+        if shape != expected or dtype != "uint8":
+            problems.append(f"{path}: shape {shape} {dtype}, expected {expected} uint8 (N sequences of "
+                            f"{CIFAR10P_FRAMES[name]} frames, N as in the other files)")
+    return problems

@@ -36,7 +36,7 @@ from types import ModuleType
 
 from robustflow.config import ConfigError, load_schema, validate_config
 
-STUDIES = ("loss_study", "learning_rule_study", "architecture_study", "background_study")
+STUDIES = ("loss_study", "learning_rule_study", "architecture_study", "background_study", "repeatability_study")
 _PACKAGES = {section: section.removesuffix("_study") for section in STUDIES}
 
 

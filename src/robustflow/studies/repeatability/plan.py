@@ -1,0 +1,133 @@
+"""The repeatability study's plan (source 004): does a model give the same answer to the same
+input seen twice, and do the fixes that claim to help (anti-aliasing, AugMix, stability training,
+Patch Gaussian, noise augmentation, a rotation head) make it more repeatable?
+
+A variant is a model x training method (``cnn-augmix``); a method is a training objective of
+`robustflow.objectives` (``standard``: plain cross-entropy) with its parameters, optionally on an
+anti-aliased model (``blur_filter``); a run is a variant at one seed. The perturbation sequences
+(CIFAR-10-P layout) and the study's CIFAR-10-C set are built once and shared by every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustflow.config import (
+    check_dataset,
+    check_devices,
+    check_model,
+    check_model_shape,
+    check_unique_ids,
+    dataset_config,
+    figure_and_table_targets,
+)
+from robustflow.corruption_names import CORRUPTIONS
+from robustflow.studies import run_id
+
+SECTION = "repeatability_study"
+FIGURES = ("flip_probability", "translate_probability", "consistency_vs_shift", "corruption_vs_flip",
+           "seed_agreement")
+OBJECTIVES = ("standard", "augmix", "stability", "patch_gaussian", "gaussian_noise", "rotation_head")
+SCORED_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness",
+                        "translate", "rotate", "tilt", "scale")
+VALIDATION_PERTURBATIONS = ("speckle_noise", "gaussian_blur", "shear", "snow")
+PERTURBATIONS = SCORED_PERTURBATIONS + VALIDATION_PERTURBATIONS
+IMAGE_SIZE = {"digits": 32, "cifar10": 32}
+
+
+def variants(config: dict) -> list[dict]:
+    return [{"variant": f"{model['id']}-{method['id']}", "model": model["id"], "method": method["id"]}
+            for model in config[SECTION]["models"] for method in config[SECTION]["methods"]]
+
+
+def runs(config: dict) -> list[dict]:
+    return [{"run": run_id(variant["variant"], seed), **variant, "seed": int(seed)}
+            for variant in variants(config) for seed in config[SECTION]["seeds"]]
+
+
+def _entry(entries: list[dict], entry_id: str) -> dict:
+    return next(entry for entry in entries if entry["id"] == entry_id)
+
+
+def job_config(config: dict, step: str, job: dict | None = None) -> dict:
+    """What one job of ``step`` reads: the shared sets their sources; a run's training its model,
+    method and training block; its evaluation the model, the method's architecture and the
+    protocols; aggregation the baseline and the source-comparison facts; figures nothing."""
+    study = config[SECTION]
+    data = {"device": config["device"], "datasets": dataset_config(config, study["dataset"])}
+    if step == "prepare_sequences":
+        return {**data, SECTION: {"dataset": study["dataset"], "perturbations": study["perturbations"]}}
+    if step == "prepare_cifar10c":
+        return {**data, SECTION: {"dataset": study["dataset"], "cifar10c": study["cifar10c"]}}
+    if step in ("train", "evaluate"):
+        method = _entry(study["methods"], job["method"])
+        subset = {"dataset": study["dataset"], "models": [_entry(study["models"], job["model"])]}
+        if step == "train":
+            subset.update(methods=[method], training=study["training"])
+        else:
+            subset.update(methods=[{k: method[k] for k in ("id", "objective", "blur_filter")}],
+                          training={"eval_batch_size": study["training"]["eval_batch_size"]},
+                          shifts=study["shifts"], translate_images=study["translate_images"])
+        return {**data, SECTION: subset}
+    if step == "aggregate":
+        return {SECTION: {"dataset": study["dataset"], "baseline": study["baseline"],
+                          "models": [{k: model[k] for k in ("id", "name")} for model in study["models"]],
+                          "methods": [{k: method[k] for k in ("id", "objective", "blur_filter")}
+                                      for method in study["methods"]]}}
+    if step == "figure":
+        return {}
+    raise KeyError(f"repeatability study has no step {step!r}")
+
+
+def targets(config: dict) -> list[str]:
+    return figure_and_table_targets("repeatability", FIGURES, ("summary.csv", "claims.csv"))
+
+
+def check(config: dict) -> list[str]:
+    study = config[SECTION]
+    problems = check_unique_ids(study["models"], f"{SECTION}.models")
+    problems += check_unique_ids(study["methods"], f"{SECTION}.methods")
+    image_size = IMAGE_SIZE[study["dataset"]]
+    for index, model in enumerate(study["models"]):
+        key = f"{SECTION}.models[{index}]"
+        problems += check_model(model, key) + check_model_shape(model["name"], model["kwargs"], image_size, key)
+    for index, method in enumerate(study["methods"]):
+        if method["blur_filter"] and any(model["name"].startswith("vit") for model in study["models"]):
+            problems.append(f"config key '{SECTION}.methods[{index}].blur_filter': anti-aliasing blurs before a "
+                            "CNN's downsampling; a ViT in models has none (use CNN models or blur_filter 0)")
+    problems += check_devices(study["training"], study["resources"], f"{SECTION}.training")
+    names = {variant["variant"] for variant in variants(config)}
+    if study["baseline"] not in names:
+        problems.append(f"config key '{SECTION}.baseline': '{study['baseline']}' is not a variant; "
+                        f"variants: {', '.join(sorted(names))}")
+    problems += _shift_problems(study, image_size) + _set_problems(config)
+    return problems + check_dataset(config, study["dataset"], f"{SECTION}.dataset")
+
+
+def _shift_problems(study: dict, image_size: int) -> list[str]:
+    max_shift = study["shifts"]["max_shift"]
+    if max_shift >= image_size:
+        return [f"config key '{SECTION}.shifts.max_shift': {max_shift} px pads and shifts the {image_size} px "
+                "images by more than they are wide: the views would hold no image; use fewer pixels"]
+    return []
+
+
+def _set_problems(config: dict) -> list[str]:
+    """The official CIFAR-10-P files, when ``perturbations.root`` is set, and the corruption names."""
+    study = config[SECTION]
+    problems = []
+    unknown = sorted(set(study["cifar10c"]["corruptions"] or []) - set(CORRUPTIONS))
+    if unknown:
+        problems.append(f"config key '{SECTION}.cifar10c.corruptions': unknown corruptions {unknown}; "
+                        f"known: {', '.join(CORRUPTIONS)}")
+    root = study["perturbations"]["root"]
+    if root is None:
+        return problems
+    key = f"config key '{SECTION}.perturbations.root'"
+    if study["dataset"] != "cifar10":
+        return problems + [f"{key}: official CIFAR-10-P files fit only the cifar10 dataset, not "
+                           f"{study['dataset']}; set root to null to generate the sequences"]
+    from robustflow.data_files import cifar10p_problems
+
+    return problems + [f"{key}: {problem}" for problem in
+                       cifar10p_problems(Path(root), study["perturbations"]["names"])]

@@ -1,0 +1,188 @@
+"""The repeatability study's steps on a tiny config, as the rules call them: the shared sets,
+every training method, the evaluation tables, the aggregate (rates, agreement, claims)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from robustflow.claims import VERDICTS
+from robustflow.config import ConfigError, load_schema
+from robustflow.data_files import CIFAR10P_FRAMES
+from robustflow.jobs import files
+from robustflow.perturbations import FRAMES
+from robustflow.studies import STUDIES, validate
+from robustflow.studies.repeatability import claims, plan, steps
+from tests.fixtures import write_cifar10_fixture, write_cifar10p_fixture
+
+SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
+NAMES = ["gaussian_noise", "translate", "rotate"]
+
+
+def tiny_config(**study) -> dict:
+    return {
+        "device": "cpu",
+        **{section: {"enabled": False} for section in STUDIES if section != plan.SECTION},
+        plan.SECTION: {
+            "models": [{"id": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8]}}],
+            "methods": [{"id": "standard", "objective": "standard"},
+                        {"id": "anti_aliased", "objective": "standard", "blur_filter": 3},
+                        {"id": "augmix", "objective": "augmix"},
+                        {"id": "stability", "objective": "stability", "params": {"alpha": 1.0, "sigma": 0.1}},
+                        {"id": "rotation", "objective": "rotation_head", "params": {"weight": 0.5}}],
+            "seeds": [0, 1],
+            "training": {"epochs": 1, "batch_size": 128},
+            "perturbations": {"n_images": 12, "names": NAMES},
+            "cifar10c": {"corruptions": ["contrast"]},
+            "shifts": {"max_shift": 2},
+            "translate_images": 2,
+            **study,
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    torch.set_num_threads(1)
+    config = validate(tiny_config(), SCHEMA)
+    out = tmp_path_factory.mktemp("repeatability")
+    sequences, cifar10c = out / "cifar10p" / "manifest.json", out / "cifar10c" / "manifest.json"
+    steps.prepare_sequences(plan.job_config(config, "prepare_sequences"), {}, files(), files(manifest=sequences))
+    steps.prepare_cifar10c(plan.job_config(config, "prepare_cifar10c"), {}, files(), files(manifest=cifar10c))
+    tables = {name: [] for name in steps.TABLES}
+    for run in plan.runs(config):
+        folder = out / run["run"]
+        model = folder / "model.pt"
+        steps.train(plan.job_config(config, "train", run), run, files(),
+                    files(model=model, history=folder / "history.csv"))
+        outputs = {name: folder / f"{name}.csv" for name in steps.TABLES if name != "history"}
+        steps.evaluate(plan.job_config(config, "evaluate", run), run,
+                       files(model=model, sequences=sequences, cifar10c=cifar10c), files(**outputs))
+        for name in steps.TABLES:
+            tables[name].append(folder / f"{name}.csv")
+    names = ["history", "perturbations", "shifts", "corruptions", "translate", "runs", "agreement", "summary",
+             "claims"]
+    aggregated = {name: out / "tables" / f"{name}.csv" for name in names}
+    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**tables), files(**aggregated))
+    return config, out, {name: pd.read_csv(path) for name, path in aggregated.items()}
+
+
+def test_runs_are_models_times_methods_times_seeds():
+    runs = plan.runs(tiny_config())
+    assert len(runs) == 1 * 5 * 2 and len({run["run"] for run in runs}) == len(runs)
+    assert runs[0]["run"] == "cnn-standard-s0"
+
+
+def test_the_sequences_are_shared_and_in_the_official_layout(pipeline):
+    _, out, _ = pipeline
+    for name in NAMES:
+        frames = np.load(out / "cifar10p" / "data" / f"{name}.npy")
+        assert frames.shape == (12, FRAMES[name], 32, 32, 3) and frames.dtype == np.uint8
+    assert CIFAR10P_FRAMES == dict(FRAMES)
+
+
+def test_flip_probabilities_and_rates(pipeline):
+    _, _, tables = pipeline
+    perturbations = tables["perturbations"]
+    assert len(perturbations) == 10 * len(NAMES)
+    assert perturbations["flip_probability"].between(0, 1).all()
+    assert (perturbations["top5_distance"] >= 0).all()
+    assert set(perturbations.loc[perturbations["noise"], "perturbation"]) == {"gaussian_noise"}
+    # Rates divide by the baseline variant of the same seed: the baseline's own rate is 1 (or
+    # undefined where it never flips).
+    base = perturbations[perturbations["variant"] == "cnn-standard"]
+    rates = base["flip_rate"].dropna()
+    assert np.allclose(rates, 1.0)
+    defined = base["flip_probability"] > 0
+    assert base.loc[~defined, "flip_rate"].isna().all()
+
+
+def test_translate_probabilities_follow_the_sequence(pipeline):
+    _, _, tables = pipeline
+    translate = tables["translate"]
+    one = translate[translate["run"] == "cnn-standard-s0"]
+    assert len(one) == 2 * FRAMES["translate"]
+    assert sorted(one["shift"].unique()) == list(range(-7, 9))
+    assert one["top_class_probability"].between(0, 1).all()
+
+
+def test_shift_protocols(pipeline):
+    _, _, tables = pipeline
+    shifts = tables["shifts"]
+    one = shifts[shifts["run"] == "cnn-standard-s0"].set_index(["protocol", "distance"])
+    assert set(one.index) == {("random_shift", 1), ("random_shift", 2), ("crop_shift", 1), ("embed_translate", 1),
+                              ("embed_scale", 1)}
+    assert np.allclose(one["consistency"] + one["top1_change"], 1.0)
+    assert shifts["top_class_probability_change"].between(0, 1).all()
+
+
+def test_agreement_matrix_and_kappa(pipeline):
+    _, _, tables = pipeline
+    agreement = tables["agreement"]
+    assert (agreement.loc[agreement["seed_a"] == agreement["seed_b"], "disagreement"] == 0).all()
+    pairs = agreement.set_index(["variant", "seed_a", "seed_b"])["disagreement"]
+    assert pairs.loc[("cnn-standard", 0, 1)] == pairs.loc[("cnn-standard", 1, 0)]
+    assert agreement.groupby("variant")["fleiss_kappa"].nunique().eq(1).all()
+
+
+def test_runs_summary_and_claims(pipeline):
+    config, _, tables = pipeline
+    runs = tables["runs"].set_index("run")
+    assert len(runs) == 10
+    # mean corruption error over the study's CIFAR-10-C cells (one corruption x 5 severities)
+    corruptions = tables["corruptions"]
+    cells = corruptions[(corruptions["run"] == "cnn-augmix-s1") & (corruptions["corruption"] != "clean")]
+    assert runs.loc["cnn-augmix-s1", "mean_corruption_error"] == pytest.approx(cells["error"].mean())
+    assert runs.loc["cnn-standard-s0", "mce"] == pytest.approx(1.0)
+    table = tables["claims"]
+    assert set(table["verdict"]) <= set(VERDICTS)
+    expected = {claims.LITERATURE[0].name, *(item.name for item in claims.DIRECTIONAL)}
+    assert {claim.removeprefix("cnn_") for claim in table["claim_id"]} >= expected
+    # Literature numbers from other data are shown beside the measurement, never judged here.
+    literature = table[table["claim_id"] == "cnn_augmix_cifar10c_error"].iloc[0]
+    assert literature["verdict"] == "not comparable" and np.isfinite(literature["measured_mean"])
+    directional = table[table["claim_id"] == "cnn_anti_aliasing_raises_consistency"].iloc[0]
+    assert directional["verdict"] in {"reproduced", "not reproduced"} and directional["n"] == 2
+
+
+def test_rotation_runs_save_the_task_model_only(pipeline):
+    _, out, _ = pipeline
+    state = torch.load(out / "cnn-rotation-s0" / "model.pt", weights_only=True)["state"]
+    assert not any("rotation_head" in key for key in state)
+
+
+@pytest.mark.parametrize("edit, key", [
+    ({"perturbations": {"names": ["glitter"]}}, "repeatability_study.perturbations.names[0]"),
+    ({"methods": [{"id": "standard", "objective": "dropout_magic"}]}, "repeatability_study.methods[0].objective"),
+    ({"shifts": {"max_shift": 40}}, "repeatability_study.shifts.max_shift"),
+    ({"baseline": "cnn-plain"}, "repeatability_study.baseline"),
+    ({"methods": [{"id": "standard", "objective": "standard"}, {"id": "standard", "objective": "augmix"}]},
+     "repeatability_study.methods"),
+    ({"methods": [{"id": "standard", "objective": "standard", "blur_filter": 9}]},
+     "repeatability_study.methods[0].blur_filter"),
+    ({"cifar10c": {"corruptions": ["acid_rain"]}}, "repeatability_study.cifar10c.corruptions"),
+    ({"perturbations": {"root": "somewhere"}}, "repeatability_study.perturbations.root"),
+])
+def test_bad_config_names_the_key(edit, key):
+    config = tiny_config()
+    config[plan.SECTION].update(edit)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        validate(config, SCHEMA)
+
+
+def test_official_files_of_the_wrong_shape_are_rejected_naming_the_file(tmp_path):
+    write_cifar10_fixture(tmp_path / "cifar")
+    official = write_cifar10p_fixture(tmp_path / "cifar10p", NAMES)
+    config = tiny_config(dataset="cifar10", perturbations={"names": NAMES, "root": str(official)})
+    config["datasets"] = {"cifar10": {"root": str(tmp_path / "cifar")}}
+    assert validate(config, SCHEMA)[plan.SECTION]["perturbations"]["root"] == str(official)
+    np.save(official / "rotate.npy", np.zeros((2, 31, 28, 28, 3), dtype=np.uint8))
+    with pytest.raises(ConfigError, match="rotate.npy"):
+        validate(config, SCHEMA)
+    (official / "translate.npy").unlink()
+    with pytest.raises(ConfigError, match="translate.npy does not exist"):
+        validate(config, SCHEMA)
