@@ -28,12 +28,17 @@ HOW_TO_OBTAIN = (
 )
 
 
-def _check_names(corruptions: Sequence[str]) -> None:
-    if isinstance(corruptions, str):
-        raise ValueError(f"corruptions must be a sequence of names, got the string {corruptions!r}")
-    unknown = [name for name in corruptions if name not in CORRUPTIONS]
+def check_names(names: Sequence[str], known: Sequence[str], what: str) -> None:
+    """``names`` is a sequence (not one string) of names in ``known``; else a ValueError naming them."""
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a sequence of names, got the string {names!r}")
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"unknown corruptions {unknown}; valid: {', '.join(CORRUPTIONS)}")
+        raise ValueError(f"unknown {what} {unknown}; valid: {', '.join(known)}")
+
+
+def _check_names(corruptions: Sequence[str]) -> None:
+    check_names(corruptions, CORRUPTIONS, "corruptions")
 
 
 def _open(path: Path) -> np.ndarray:

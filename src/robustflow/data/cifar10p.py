@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robustflow.data.cifar10c import _atomic_save
+from robustflow.data.cifar10c import _atomic_save, check_names
 from robustflow.perturbations import FRAMES, PERTURBATIONS, perturbation_sequence
 
 HOW_TO_OBTAIN = (
@@ -33,11 +33,7 @@ HOW_TO_OBTAIN = (
 
 
 def _check_names(names: Sequence[str]) -> None:
-    if isinstance(names, str):
-        raise ValueError(f"names must be a sequence of perturbation names, got the string {names!r}")
-    unknown = [name for name in names if name not in PERTURBATIONS]
-    if unknown:
-        raise ValueError(f"unknown perturbations {unknown}; valid: {', '.join(PERTURBATIONS)}")
+    check_names(names, PERTURBATIONS, "perturbations")
 
 
 def _open_sequences(root: Path, name: str) -> np.ndarray:
