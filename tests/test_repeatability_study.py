@@ -33,7 +33,10 @@ def tiny_config(**study) -> dict:
                         {"id": "anti_aliased", "objective": "standard", "blur_filter": 3},
                         {"id": "augmix", "objective": "augmix"},
                         {"id": "stability", "objective": "stability", "params": {"alpha": 1.0, "sigma": 0.1}},
-                        {"id": "rotation", "objective": "rotation_head", "params": {"weight": 0.5}}],
+                        {"id": "rotation", "objective": "rotation_head", "params": {"weight": 0.5}},
+                        {"id": "patch_gaussian", "objective": "patch_gaussian",
+                         "params": {"max_width": 8, "max_sigma": 0.5}},
+                        {"id": "noise", "objective": "gaussian_noise", "params": {"sigma": 0.1}}],
             "seeds": [0, 1],
             "training": {"epochs": 1, "batch_size": 128},
             "perturbations": {"n_images": 12, "names": NAMES},
@@ -73,7 +76,7 @@ def pipeline(tmp_path_factory):
 
 def test_runs_are_models_times_methods_times_seeds():
     runs = plan.runs(tiny_config())
-    assert len(runs) == 1 * 5 * 2 and len({run["run"] for run in runs}) == len(runs)
+    assert len(runs) == 1 * 7 * 2 and len({run["run"] for run in runs}) == len(runs)
     assert runs[0]["run"] == "cnn-standard-s0"
 
 
@@ -88,7 +91,7 @@ def test_the_sequences_are_shared_and_in_the_official_layout(pipeline):
 def test_flip_probabilities_and_rates(pipeline):
     _, _, tables = pipeline
     perturbations = tables["perturbations"]
-    assert len(perturbations) == 10 * len(NAMES)
+    assert len(perturbations) == 14 * len(NAMES)
     assert perturbations["flip_probability"].between(0, 1).all()
     assert (perturbations["top5_distance"] >= 0).all()
     assert set(perturbations.loc[perturbations["noise"], "perturbation"]) == {"gaussian_noise"}
@@ -132,7 +135,7 @@ def test_agreement_matrix_and_kappa(pipeline):
 def test_runs_summary_and_claims(pipeline):
     config, _, tables = pipeline
     runs = tables["runs"].set_index("run")
-    assert len(runs) == 10
+    assert len(runs) == 14
     # mean corruption error over the study's CIFAR-10-C cells (one corruption x 5 severities)
     corruptions = tables["corruptions"]
     cells = corruptions[(corruptions["run"] == "cnn-augmix-s1") & (corruptions["corruption"] != "clean")]

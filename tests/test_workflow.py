@@ -140,6 +140,8 @@ def test_dry_run_of_paper_config_against_fixture_data(tmp_path):
     assert jobs["architecture_finetune"] == runs * 19  # one job per corruption at paper scale
     assert "architecture_pretrain" not in jobs  # timm ImageNet weights, not the offline stand-in
     assert jobs["background_train"] == 2 * 5 * 3  # models x methods (paired x 3 reg_coeffs) x seeds
+    assert jobs["repeatability_train"] == 2 * 8 * 3  # models x methods x seeds
+    assert jobs["repeatability_prepare_sequences"] == 1 and jobs["repeatability_figure"] == 5
     # GPU resources are declared on the paper-scale training jobs.
     assert "gpu=1" in result.stdout
 
