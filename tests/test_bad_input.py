@@ -14,6 +14,7 @@ Mistakes already covered by ``tests/test_config.py`` are not repeated here.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -711,3 +712,16 @@ def test_model_argument_catalog_matches_the_models():
     from robustflow.models.blurpool import MAX_FILTER_SIZE
 
     assert config.MAX_BLUR_FILTER == MAX_FILTER_SIZE
+
+
+@pytest.mark.parametrize("section, entry", [("loss_study", "model"), ("background_study", "models"),
+                                            ("repeatability_study", "models"), ("architecture_study", "models")])
+def test_a_weights_file_that_would_never_be_loaded_is_rejected(section, entry, tmp_path):
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"only its presence is checked")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    model = config[section][entry] if entry == "model" else config[section][entry][0]
+    model["pretrained_file"] = str(weights)  # pretrained stays false (source_task in the architecture study)
+    key = f"{section}.{entry}" + ("" if entry == "model" else "[0]") + ".pretrained_file"
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        validate(config, SCHEMA)

@@ -305,6 +305,15 @@ def _changed(config: dict, path: tuple, extras: dict) -> dict | None:
             section["baseline"] = "-".join(f"{part}x" if part == value else part
                                            for part in section["baseline"].split("-"))
         candidates = [renamed]
+    elif path[-1] in ("pretrained", "pretrained_source"):
+        # Switching pretrained weights off drops the file with them (a file without them is an error).
+        entry = path[:-1]
+        candidates = []
+        for candidate in _candidates(path, value, extras):
+            changed = _with(config, path, candidate)
+            if candidate in (False, "source_task"):
+                changed = _with(changed, (*entry, "pretrained_file"), None)
+            candidates.append(changed)
     elif path == ("background_study", "influence", "seeds"):
         candidates = [_with(config, path, sorted(set(config["background_study"]["seeds"]) - set(value))[:1])]
     elif path == ("loss_study", "baseline"):
@@ -351,11 +360,11 @@ def contexts(tmp_path_factory):
 
     base = default_config()
     weights = copy.deepcopy(base)
-    weights["loss_study"]["model"]["pretrained_file"] = str(root / "weights.pt")
+    weights["loss_study"]["model"].update(pretrained=True, pretrained_file=str(root / "weights.pt"))
     for spec in weights["background_study"]["models"]:
-        spec["pretrained_file"] = str(root / "weights.pt")
+        spec.update(pretrained=True, pretrained_file=str(root / "weights.pt"))
     for spec in weights["repeatability_study"]["models"]:
-        spec["pretrained_file"] = str(root / "weights.pt")
+        spec.update(pretrained=True, pretrained_file=str(root / "weights.pt"))
     for spec in weights["architecture_study"]["models"]:
         spec.update(pretrained_source="timm", pretrained_file=str(root / "weights.pt"))
     challenge = copy.deepcopy(base)

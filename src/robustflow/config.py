@@ -92,6 +92,9 @@ def check_model(model: dict, key: str) -> list[str]:
     if model["name"] not in MODEL_NAMES:
         return [f"config key '{key}.name': unknown model '{model['name']}'; "
                 f"registered: {', '.join(sorted(MODEL_NAMES))}"]
+    if model["pretrained_file"] is not None and not model["pretrained"]:
+        return [f"config key '{key}.pretrained_file': {model['pretrained_file']} is given but {key}.pretrained is "
+                "false, so it would never be loaded; set pretrained: true, or drop the file"]
     if model["pretrained"] and not pretrained_weights_available(model["name"], model["pretrained_file"]):
         return [
             f"config key '{key}.pretrained_file': no local weights for '{model['name']}' "

@@ -202,8 +202,13 @@ def check(config: dict) -> list[str]:
     image_size = IMAGE_SIZE[study["dataset"]]
     for index, spec in enumerate(study["models"]):
         key = f"{SECTION}.models[{index}]"
-        problems += check_model({"name": spec["name"], "pretrained": spec["pretrained_source"] == "timm",
-                                 "pretrained_file": spec["pretrained_file"]}, key)
+        timm = spec["pretrained_source"] == "timm"
+        if spec["pretrained_file"] is not None and not timm:
+            problems.append(f"config key '{key}.pretrained_file': {spec['pretrained_file']} is given but "
+                            f"{key}.pretrained_source is source_task (the pipeline pretrains this model itself); "
+                            "set pretrained_source: timm to load the file, or drop it")
+        problems += check_model({"name": spec["name"], "pretrained": timm,
+                                 "pretrained_file": spec["pretrained_file"] if timm else None}, key)
         problems += check_model_shape(spec["name"], spec["kwargs"], spec["input_size"] or image_size, key)
         for init in INITS:
             problems += check_devices(spec["training"][init], study["resources"], f"{key}.training.{init}")
