@@ -60,15 +60,18 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
     if step == "prepare_cifar10c":
         return {**data, SECTION: {"dataset": study["dataset"], "cifar10c": study["cifar10c"]}}
     if step in ("train", "evaluate"):
-        method = _entry(study["methods"], job["method"])
-        subset = {"dataset": study["dataset"], "models": [_entry(study["models"], job["model"])]}
-        if step == "train":
-            subset.update(methods=[method], training=study["training"])
-        else:
-            subset.update(methods=[{k: method[k] for k in ("id", "objective", "blur_filter")}],
-                          training={"eval_batch_size": study["training"]["eval_batch_size"]},
-                          shifts=study["shifts"], translate_images=study["translate_images"])
-        return {**data, SECTION: subset}
+        method, model = _entry(study["methods"], job["method"]), _entry(study["models"], job["model"])
+        if step == "train":  # the run record names the model and method: their ids are not read
+            keys = ("objective", "blur_filter") if method["objective"] == "standard" else ("objective", "params",
+                                                                                          "blur_filter")
+            subset = {"models": [{k: v for k, v in model.items() if k != "id"}],
+                      "methods": [{k: method[k] for k in keys}], "training": study["training"]}
+        else:  # the trained weights replace any pretrained ones; only the architecture is built
+            subset = {"models": [{k: model[k] for k in ("name", "kwargs")}],
+                      "methods": [{"blur_filter": method["blur_filter"]}],
+                      "training": {"eval_batch_size": study["training"]["eval_batch_size"]},
+                      "shifts": study["shifts"], "translate_images": study["translate_images"]}
+        return {**data, SECTION: {"dataset": study["dataset"], **subset}}
     if step == "aggregate":
         return {SECTION: {"dataset": study["dataset"], "baseline": study["baseline"],
                           "models": [{k: model[k] for k in ("id", "name")} for model in study["models"]],
