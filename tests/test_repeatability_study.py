@@ -168,6 +168,10 @@ def test_rotation_runs_save_the_task_model_only(pipeline):
     ({"methods": [{"id": "standard", "objective": "standard", "blur_filter": 9}]},
      "repeatability_study.methods[0].blur_filter"),
     ({"cifar10c": {"corruptions": ["acid_rain"]}}, "repeatability_study.cifar10c.corruptions"),
+    ({"methods": [{"id": "standard", "objective": "standard", "params": {"alpha": 1.0}}]},
+     "repeatability_study.methods[0].params"),
+    ({"methods": [{"id": "stable", "objective": "stability", "params": {"alpha": 1.0}}]},
+     "repeatability_study.methods[0].params"),
     ({"perturbations": {"root": "somewhere"}}, "repeatability_study.perturbations.root"),
 ])
 def test_bad_config_names_the_key(edit, key):
@@ -189,3 +193,14 @@ def test_official_files_of_the_wrong_shape_are_rejected_naming_the_file(tmp_path
     (official / "translate.npy").unlink()
     with pytest.raises(ConfigError, match="translate.npy does not exist"):
         validate(config, SCHEMA)
+
+
+def test_the_plans_objective_parameters_are_the_objectives():
+    from dataclasses import MISSING, fields
+
+    from robustflow.objectives import OBJECTIVE_CLASSES
+
+    table = {name: (tuple(f.name for f in fields(cls)),
+                    tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING))
+             for name, cls in OBJECTIVE_CLASSES.items()}
+    assert {**table, "standard": ((), ())} == plan.OBJECTIVE_PARAMETERS

@@ -214,7 +214,9 @@ GRID_KEYS = {
     "background_study": {("seeds",), ("methods",), ("reg_coeffs",), ("models", "*", "id"), ("influence", "seeds")},
     "repeatability_study": {("seeds",), ("models", "*", "id"), ("methods", "*", "id")},
 }
-SKIPPED = {("enabled",)}
+# An objective's empty parameter block has no other value for the walk to try (each objective
+# takes only its own parameters, tests/test_repeatability_study.py); filled ones are walked.
+SKIPPED = {("enabled",), ("methods", "*", "params")}
 SHARED_KEYS = ("device", "datasets", "noise_suite")
 
 
@@ -314,6 +316,10 @@ def _changed(config: dict, path: tuple, extras: dict) -> dict | None:
             if candidate in (False, "source_task"):
                 changed = _with(changed, (*entry, "pretrained_file"), None)
             candidates.append(changed)
+    elif path[:2] == ("repeatability_study", "methods") and path[-1] == "objective":
+        # Another objective takes other parameters: switch to one whose parameters all have defaults.
+        candidates = [_with(_with(config, path, name), (*path[:-1], "params"), {})
+                      for name in ("standard", "augmix", "rotation_head") if name != value]
     elif path == ("background_study", "influence", "seeds"):
         candidates = [_with(config, path, sorted(set(config["background_study"]["seeds"]) - set(value))[:1])]
     elif path == ("loss_study", "baseline"):

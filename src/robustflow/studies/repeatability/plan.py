@@ -27,7 +27,16 @@ from robustflow.studies import run_id
 SECTION = "repeatability_study"
 FIGURES = ("flip_probability", "translate_probability", "consistency_vs_shift", "corruption_vs_flip",
            "seed_agreement")
-OBJECTIVES = ("standard", "augmix", "stability", "patch_gaussian", "gaussian_noise", "rotation_head")
+# Each objective's parameters (robustflow.objectives; a test checks they match) and those without a default.
+OBJECTIVE_PARAMETERS = {
+    "standard": ((), ()),
+    "augmix": (("severity", "width", "depth", "alpha", "js_weight", "ops", "jsd"), ()),
+    "stability": (("alpha", "sigma"), ("alpha", "sigma")),
+    "patch_gaussian": (("max_width", "max_sigma"), ("max_width", "max_sigma")),
+    "gaussian_noise": (("sigma",), ("sigma",)),
+    "rotation_head": (("weight",), ()),
+}
+OBJECTIVES = tuple(OBJECTIVE_PARAMETERS)
 SCORED_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness",
                         "translate", "rotate", "tilt", "scale")
 VALIDATION_PERTURBATIONS = ("speckle_noise", "gaussian_blur", "shear", "snow")
@@ -95,6 +104,7 @@ def check(config: dict) -> list[str]:
         key = f"{SECTION}.models[{index}]"
         problems += check_model(model, key) + check_model_shape(model["name"], model["kwargs"], image_size, key)
     for index, method in enumerate(study["methods"]):
+        problems += _parameter_problems(method, f"{SECTION}.methods[{index}]")
         if method["blur_filter"] and any(model["name"].startswith("vit") for model in study["models"]):
             problems.append(f"config key '{SECTION}.methods[{index}].blur_filter': anti-aliasing blurs before a "
                             "CNN's downsampling; a ViT in models has none (use CNN models or blur_filter 0)")
@@ -105,6 +115,20 @@ def check(config: dict) -> list[str]:
                         f"variants: {', '.join(sorted(names))}")
     problems += _shift_problems(study, image_size) + _set_problems(config)
     return problems + check_dataset(config, study["dataset"], f"{SECTION}.dataset")
+
+
+def _parameter_problems(method: dict, key: str) -> list[str]:
+    """An objective takes only its own parameters, and needs those without a default."""
+    accepted, required = OBJECTIVE_PARAMETERS[method["objective"]]
+    unknown = sorted(set(method["params"]) - set(accepted))
+    missing = sorted(set(required) - set(method["params"]))
+    problems = []
+    if unknown:
+        problems.append(f"config key '{key}.params': objective {method['objective']} takes no parameters {unknown}; "
+                        f"its parameters: {', '.join(accepted) or 'none'}")
+    if missing:
+        problems.append(f"config key '{key}.params': objective {method['objective']} needs {missing}")
+    return problems
 
 
 def _shift_problems(study: dict, image_size: int) -> list[str]:
