@@ -99,20 +99,27 @@ def cifar10c_problems(root: Path, corruptions: list[str], image_size: int) -> li
     n_rows = shape[0]
     problems = []
     for name in corruptions:
-        path = root / f"{name}.npy"
-        if not path.is_file():
-            problems.append(f"{path} does not exist. {CIFAR10C_HOW_TO_GET}")
-            continue
-        try:
-            shape, dtype = npy_shape(path)
-        except UnreadableNpy as error:
-            problems.append(f"{error}. {CIFAR10C_HOW_TO_GET}")
-            continue
-        expected = (n_rows, image_size, image_size, 3)
-        if shape != expected or dtype != "uint8":
-            problems.append(f"{path}: shape {shape} {dtype}, expected {expected} uint8 (the labels' count, "
-                            f"the study's {image_size}x{image_size} test images)")
+        problem, _ = _uint8_array_problem(root / f"{name}.npy", (n_rows, image_size, image_size, 3),
+                                          f"the labels' count, the study's {image_size}x{image_size} test images",
+                                          CIFAR10C_HOW_TO_GET)
+        problems += problem
     return problems
+
+
+def _uint8_array_problem(path: Path, expected: tuple, what: str, how_to_get: str) -> tuple[list[str], tuple]:
+    """([problem] or [], the file's shape): ``path`` must be a uint8 .npy array of shape ``expected``
+    (a leading None takes the file's own count)."""
+    if not path.is_file():
+        return [f"{path} does not exist. {how_to_get}"], ()
+    try:
+        shape, dtype = npy_shape(path)
+    except UnreadableNpy as error:
+        return [f"{error}. {how_to_get}"], ()
+    if expected[0] is None and shape:
+        expected = (shape[0], *expected[1:])
+    if shape != expected or dtype != "uint8":
+        return [f"{path}: shape {shape} {dtype}, expected {expected} uint8 ({what})"], shape
+    return [], shape
 
 # CIFAR-10-P: frames per sequence (robustflow.perturbations.FRAMES holds the same; a test checks).
 CIFAR10P_FRAMES = {"gaussian_noise": 31, "shot_noise": 31, "speckle_noise": 31, "motion_blur": 21,
@@ -130,18 +137,9 @@ def cifar10p_problems(root: Path, names: list[str]) -> list[str]:
         return [f"{root} does not exist. {CIFAR10P_HOW_TO_GET} Or set the root to null to generate the set."]
     problems, n_images = [], None
     for name in names:
-        path = root / f"{name}.npy"
-        if not path.is_file():
-            problems.append(f"{path} does not exist. {CIFAR10P_HOW_TO_GET}")
-            continue
-        try:
-            shape, dtype = npy_shape(path)
-        except UnreadableNpy as error:
-            problems.append(f"{error}. {CIFAR10P_HOW_TO_GET}")
-            continue
+        problem, shape = _uint8_array_problem(
+            root / f"{name}.npy", (n_images, CIFAR10P_FRAMES[name], 32, 32, 3),
+            f"N sequences of {CIFAR10P_FRAMES[name]} frames, N as in the other files", CIFAR10P_HOW_TO_GET)
+        problems += problem
         n_images = shape[0] if n_images is None and shape else n_images
-        expected = (n_images, CIFAR10P_FRAMES[name], 32, 32, 3)
-        if shape != expected or dtype != "uint8":
-            problems.append(f"{path}: shape {shape} {dtype}, expected {expected} uint8 (N sequences of "
-                            f"{CIFAR10P_FRAMES[name]} frames, N as in the other files)")
     return problems

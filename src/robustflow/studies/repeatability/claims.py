@@ -18,12 +18,10 @@ import pandas as pd
 from robustflow.claims import Claim, claim_id, judge, verdict_table
 from robustflow.repeatability_metrics import disagreement_matrix, fleiss_kappa
 from robustflow.robustness_metrics import mean_corruption_errors
+from robustflow.studies.repeatability.plan import SCORED_PERTURBATIONS
 
 SOURCE = "source 004"
 RUN_COLUMNS = ["run", "variant", "model", "method", "seed"]
-SCORED = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness", "translate", "rotate",
-          "tilt", "scale")
-NOISE = ("gaussian_noise", "shot_noise")
 
 
 # ----------------------------------------------------------------------------- per-run summary
@@ -37,11 +35,11 @@ def run_summary(tables: dict[str, pd.DataFrame], baseline: str) -> tuple[pd.Data
     """
     perturbations = _with_rates(tables["perturbations"], baseline)
     runs = tables["perturbations"][RUN_COLUMNS].drop_duplicates("run").reset_index(drop=True)
-    scored = perturbations[perturbations["perturbation"].isin(SCORED)]
+    scored = perturbations[perturbations["perturbation"].isin(SCORED_PERTURBATIONS)]
     means = scored.groupby("run").agg(mean_flip_probability=("flip_probability", "mean"),
                                       mfr=("flip_rate", "mean"), mean_top5_distance=("top5_distance", "mean"),
                                       mt5d=("top5_distance_rate", "mean"))
-    noise = scored[scored["perturbation"].isin(NOISE)].groupby("run")["flip_probability"].mean()
+    noise = scored[scored["noise"].astype(bool)].groupby("run")["flip_probability"].mean()
     runs = runs.join(means, on="run").assign(noise_flip_probability=runs["run"].map(noise))
     runs = runs.join(_shift_summary(tables["shifts"]), on="run")
     runs = runs.join(_corruption_summary(tables["corruptions"], baseline), on="run")

@@ -39,8 +39,6 @@ OBJECTIVE_PARAMETERS = {
 OBJECTIVES = tuple(OBJECTIVE_PARAMETERS)
 SCORED_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness",
                         "translate", "rotate", "tilt", "scale")
-VALIDATION_PERTURBATIONS = ("speckle_noise", "gaussian_blur", "shear", "snow")
-PERTURBATIONS = SCORED_PERTURBATIONS + VALIDATION_PERTURBATIONS
 IMAGE_SIZE = {"digits": 32, "cifar10": 32}
 
 

@@ -39,6 +39,7 @@ from robustflow.perturbations import (
 )
 from robustflow.repeatability_metrics import (
     flip_probability_per_sequence,
+    shift_consistency,
     top1_change_probability,
     top5_distance_per_sequence,
     top_class_probability_change,
@@ -110,15 +111,21 @@ def _method(config: dict) -> dict:
     return method
 
 
+def _model_kwargs(config: dict) -> dict:
+    """The model entry's kwargs, plus the method's blur filter when it anti-aliases the model."""
+    (spec,) = _study(config)["models"]
+    blur = _method(config)["blur_filter"]
+    return {**spec["kwargs"], **({"blur_filter": blur} if blur else {})}
+
+
 def build_model(config: dict, num_classes: int, image_size: int, seed: int) -> torch.nn.Module:
     """The run's model (seeded init), anti-aliased when its method has a blur filter, with a
     rotation head when its method trains one."""
     (spec,) = _study(config)["models"]
     method = _method(config)
-    kwargs = {**spec["kwargs"], **({"blur_filter": method["blur_filter"]} if method["blur_filter"] else {})}
     torch.manual_seed(seed)
     model = create_model(spec["name"], num_classes=num_classes, img_size=image_size, pretrained=spec["pretrained"],
-                         pretrained_file=spec["pretrained_file"], **kwargs)
+                         pretrained_file=spec["pretrained_file"], **_model_kwargs(config))
     return WithRotationHead(model) if method["objective"] == "rotation_head" else model
 
 
@@ -144,9 +151,8 @@ def train(config: dict, run: dict, inputs, outputs) -> None:
 
 def _trained(config: dict, run: dict, data: ImageSplits, model_path) -> torch.nn.Module:
     (spec,) = _study(config)["models"]
-    method = _method(config)
-    kwargs = {**spec["kwargs"], **({"blur_filter": method["blur_filter"]} if method["blur_filter"] else {})}
-    model = create_model(spec["name"], num_classes=data.num_classes, img_size=data.image_size, **kwargs)
+    model = create_model(spec["name"], num_classes=data.num_classes, img_size=data.image_size,
+                         **_model_kwargs(config))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True)["state"])
     return model.eval()
 
@@ -210,8 +216,8 @@ def _translate_rows(keys: dict, logits: torch.Tensor) -> pd.DataFrame:
 
 
 def _pair_row(keys: dict, protocol: str, distance: int, logits_a: torch.Tensor, logits_b: torch.Tensor) -> dict:
-    same = float((logits_a.argmax(1) == logits_b.argmax(1)).float().mean())
-    return {**keys, "protocol": protocol, "distance": distance, "n_images": len(logits_a), "consistency": same,
+    return {**keys, "protocol": protocol, "distance": distance, "n_images": len(logits_a),
+            "consistency": shift_consistency(logits_a, logits_b),
             "top1_change": top1_change_probability(logits_a, logits_b),
             "top_class_probability_change": top_class_probability_change(logits_a, logits_b)}
 
