@@ -1,6 +1,6 @@
 """Snakemake adapter: the repeatability study's aggregate step."""
 
 from robustflow.jobs import run_step
-from robustflow.studies.repeatability.steps import aggregate
+from robustflow.studies.repeatability.summary import aggregate
 
 run_step(snakemake, aggregate)

@@ -1,6 +1,6 @@
 """Snakemake adapter: the repeatability study's figure step."""
 
 from robustflow.jobs import run_step
-from robustflow.studies.repeatability.steps import figure
+from robustflow.studies.repeatability.summary import figure
 
 run_step(snakemake, figure)

@@ -15,7 +15,7 @@ from robustflow.data.cifar10c import check_cifar10c, load_cifar10c
 from robustflow.jobs import files
 from robustflow.plots.architecture import FIGURES
 from robustflow.studies import STUDIES, validate
-from robustflow.studies.architecture import claims, plan, steps
+from robustflow.studies.architecture import claims, plan, steps, summary
 from robustflow.training import predict_logits
 from tests.fixtures import write_cifar10_fixture
 
@@ -91,7 +91,7 @@ def pipeline(tmp_path_factory):
             paths[kind].append(out / f"{name}_{kind}.csv")
     outputs = {k: out / f"all_{k}.csv" for k in
                ("history", "robustness", "finetune", "runs", "corruption_errors", "summary", "claims")}
-    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**paths), files(**outputs))
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**paths), files(**outputs))
     return config, out, manifest, {k: pd.read_csv(v) for k, v in outputs.items()}
 
 

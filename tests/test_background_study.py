@@ -14,7 +14,7 @@ from robustflow.jobs import files
 from robustflow.plots.background import FIGURES, influence_grid, saliency_grid
 from robustflow.plots.style import save_figure
 from robustflow.studies import STUDIES, validate
-from robustflow.studies.background import plan, steps
+from robustflow.studies.background import plan, steps, summary
 from robustflow.studies.background.plan import GAP_COLUMNS
 
 SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
@@ -64,7 +64,7 @@ def study_outputs(tmp_path_factory):
             paths[kind].append(folder / f"{kind}.csv")
     names = ["accuracy", "history", "influence", "gaps", "summary", "gap_summary", "claims", "proponents"]
     outputs = {name: out / "agg" / f"{name}.csv" for name in names}
-    steps.aggregate(plan.job_config(cfg, "aggregate"), {}, files(**paths), files(**outputs))
+    summary.aggregate(plan.job_config(cfg, "aggregate"), {}, files(**paths), files(**outputs))
     return cfg, out, runs, {name: pd.read_csv(path) for name, path in outputs.items()}
 
 
@@ -134,7 +134,7 @@ def test_influence_table(study_outputs):
 
 
 def test_proponent_shares_by_hand():
-    base = {c: None for c in steps.RUN_COLUMNS}
+    base = {c: None for c in plan.RUN_COLUMNS}
     rows = [
         # test image: label 0 on background class 2; proponents: same background, same label, neither
         {**base, "run": "a", "kind": "proponent", "rank": 1, "test_label": 0, "test_background_class": 2,
@@ -149,7 +149,7 @@ def test_proponent_shares_by_hand():
         {**base, "run": "b", "kind": "proponent", "rank": 1, "test_label": 1, "test_background_class": -1,
          "train_label": 1, "train_background_class": -1},
     ]
-    shares = steps.proponent_shares(pd.DataFrame(rows)).set_index("run")
+    shares = summary.proponent_shares(pd.DataFrame(rows)).set_index("run")
     assert shares.loc["a", "n_proponents"] == 3
     assert shares.loc["a", "same_label"] == pytest.approx(1 / 3)
     assert shares.loc["a", "same_background"] == pytest.approx(1 / 3)
@@ -167,9 +167,9 @@ def test_every_figure_renders(study_outputs, tmp_path):
     cfg, out, runs, tables = study_outputs
     first = runs[0]["run"]
     figures = {name: make(tables, plan.job_config(cfg, "figure", {"figure": name})) for name, make in FIGURES.items()}
-    figures["saliency_grid"] = saliency_grid([steps.load_samples(out / r / "saliency.npz")
+    figures["saliency_grid"] = saliency_grid([summary.load_samples(out / r / "saliency.npz")
                                               for r in (first, runs[-1]["run"])])
-    figures["influence_grid"] = influence_grid(steps.load_samples(out / first / "influence.npz"))
+    figures["influence_grid"] = influence_grid(summary.load_samples(out / first / "influence.npz"))
     for name, figure in figures.items():
         save_figure(figure, tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
@@ -184,7 +184,7 @@ def test_unknown_source_is_an_error(tmp_path):
 
 def test_saliency_samples_hold_per_channel_maps_and_their_max(study_outputs):
     _, out, runs, _ = study_outputs
-    samples = steps.load_samples(out / runs[0]["run"] / "saliency.npz")
+    samples = summary.load_samples(out / runs[0]["run"] / "saliency.npz")
     channels, maps = samples["saliency_channels"], samples["saliency"]
     assert channels.shape[:2] + channels.shape[3:] == maps.shape and channels.shape[2] == 3
     assert (channels >= 0).all() and channels.max() > 0

@@ -10,7 +10,7 @@ from robustflow.claims import VERDICTS
 from robustflow.jobs import files
 from robustflow.plots.learning_rule import FIGURES
 from robustflow.plots.style import save_figure
-from robustflow.studies.learning_rule import plan, steps
+from robustflow.studies.learning_rule import plan, steps, summary
 from robustflow.studies.learning_rule.claims import CLAIMS, claims_table
 from robustflow.studies.learning_rule.plan import (
     METHODS,
@@ -84,7 +84,7 @@ def aggregated(study, tmp_path_factory):
     inputs = files(**{kind: [p[kind] for p in cells.values()] for kind in ("metrics", "noise", "sweep")})
     # The task is digits 0 vs 1, not the source's road images: only the directional claims are comparable.
     config = plan.job_config({"learning_rule_study": _study_config()}, "aggregate")
-    steps.aggregate(config, {}, inputs, outputs)
+    summary.aggregate(config, {}, inputs, outputs)
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in names}
     return tables, out / "claims.md"
 

@@ -172,7 +172,7 @@ def draw_loss(rng: random.Random) -> dict:
 
 
 def run_loss(config: dict, rng: random.Random, root: Path) -> None:
-    from robustflow.studies.loss import claims, plan, steps
+    from robustflow.studies.loss import claims, plan, summary
 
     gen = np.random.default_rng(rng.randrange(2**32))
     suite, epochs = config["noise_suite"], config["loss_study"]["training"]["epochs"]
@@ -180,7 +180,7 @@ def run_loss(config: dict, rng: random.Random, root: Path) -> None:
     for run in plan.runs(config):
         job = {"run": run["run"], **run}  # what job_record builds from the rule's wildcards
         folder = root / "results" / "loss_study" / "runs" / run["run"]
-        keys = {c: job[c] for c in steps.RUN_COLUMNS}
+        keys = {c: job[c] for c in plan.RUN_COLUMNS}
         history = fake_history(gen, epochs, 10, ema=run["ema"]).assign(**keys)
         kinds = ["raw", "ema"] if run["ema"] else ["raw"]
         noise = pd.DataFrame([{**job, "weights": kind, "epoch": int(gen.integers(1, epochs + 1)), "noise": noise_type,
@@ -194,12 +194,12 @@ def run_loss(config: dict, rng: random.Random, root: Path) -> None:
         inputs["confidence"].append(write_csv(confidence, folder / "confidence.csv"))
 
     outputs = table_outputs(root, "loss", ("history", "noise", "confidence", "summary", "claims"))
-    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
     check_claims(pd.read_csv(outputs["claims"]), [item.claim.claim_id for item in claims.CLAIMS])
     figure_inputs = files(**{name: outputs[name] for name in ("history", "noise", "confidence")})
     for name in figure_names(plan.targets(config), "loss"):
         job = {"figure": name}
-        steps.figure(plan.job_config(config, "figure", job), job, figure_inputs, figure_outputs(root, "loss", name))
+        summary.figure(plan.job_config(config, "figure", job), job, figure_inputs, figure_outputs(root, "loss", name))
 
 
 # ============================================================================= learning-rule study
@@ -236,7 +236,7 @@ def _readout_images(gen: np.random.Generator, n: int = 24, level: float = 0.0) -
 
 
 def run_learning_rule(config: dict, rng: random.Random, root: Path) -> None:
-    from robustflow.studies.learning_rule import claims, plan, steps
+    from robustflow.studies.learning_rule import claims, plan, steps, summary
 
     gen = np.random.default_rng(rng.randrange(2**32))
     study = config[plan.SECTION]
@@ -277,12 +277,12 @@ def run_learning_rule(config: dict, rng: random.Random, root: Path) -> None:
 
     outputs = table_outputs(root, "learning_rule", ("metrics", "noise", "sweep", "summary", "claims", "claims_md"))
     outputs["sweep"] = outputs["sweep"].with_name("learning_rule_lr_sweep.csv")
-    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
     check_claims(pd.read_csv(outputs["claims"]), [item.claim.claim_id for item in claims.CLAIMS])
     figure_inputs = files(**{name: outputs[name] for name in ("metrics", "noise", "sweep")}, weights=weight_files)
     for name in figure_names(plan.targets(config), "learning_rule"):
         job = {"figure": name}
-        steps.figure(plan.job_config(config, "figure", job), job, figure_inputs,
+        summary.figure(plan.job_config(config, "figure", job), job, figure_inputs,
                      figure_outputs(root, "learning_rule", name))
 
 
@@ -312,7 +312,7 @@ def draw_architecture(rng: random.Random) -> dict:
 
 
 def run_architecture(config: dict, rng: random.Random, root: Path) -> None:
-    from robustflow.studies.architecture import claims, plan, steps
+    from robustflow.studies.architecture import claims, plan, steps, summary
 
     gen = np.random.default_rng(rng.randrange(2**32))
     inputs = {"history": [], "test": [], "robustness": [], "finetune": []}
@@ -320,7 +320,7 @@ def run_architecture(config: dict, rng: random.Random, root: Path) -> None:
     cell_keys = steps.CELL_METRICS
     for run in plan.runs(config):
         job = {"run": run["run"], **run}
-        keys = {c: job[c] for c in steps.RUN_COLUMNS}
+        keys = {c: job[c] for c in plan.RUN_COLUMNS}
         folder = root / "results" / "architecture_study" / "runs" / run["run"]
         epochs = rng.randint(1, 4)
         history = fake_history(gen, epochs, 10).assign(**keys)
@@ -351,7 +351,7 @@ def run_architecture(config: dict, rng: random.Random, root: Path) -> None:
 
     names = ("history", "robustness", "finetune", "runs", "corruption_errors", "summary", "claims")
     outputs = table_outputs(root, "architecture", names)
-    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
     expected = [f"{plan.variant_id(spec['id'], init)}_{metric}" for spec in config[plan.SECTION]["models"]
                 for init in plan.INITS if (spec["family"], init) in claims.SOURCE_TABLE
                 for metric in claims.NUMERIC_METRICS]
@@ -359,7 +359,7 @@ def run_architecture(config: dict, rng: random.Random, root: Path) -> None:
     figure_inputs = files(**{name: outputs[name] for name in ("history", "robustness", "finetune", "runs")})
     for name in figure_names(plan.targets(config), "architecture"):
         job = {"figure": name}
-        steps.figure(plan.job_config(config, "figure", job), job, figure_inputs,
+        summary.figure(plan.job_config(config, "figure", job), job, figure_inputs,
                      figure_outputs(root, "architecture", name))
 
 
@@ -395,7 +395,7 @@ def _images(gen: np.random.Generator, *shape: int) -> np.ndarray:
 
 
 def run_background(config: dict, rng: random.Random, root: Path) -> None:
-    from robustflow.studies.background import claims, plan, steps
+    from robustflow.studies.background import claims, plan, steps, summary
 
     gen = np.random.default_rng(rng.randrange(2**32))
     study = config[plan.SECTION]
@@ -407,7 +407,7 @@ def run_background(config: dict, rng: random.Random, root: Path) -> None:
     inputs = {"accuracy": [], "history": [], "influence": []}
     for run in plan.runs(config):
         job = {"run": run["run"], **run}
-        keys = {c: job[c] for c in steps.RUN_COLUMNS}
+        keys = {c: job[c] for c in plan.RUN_COLUMNS}
         folder = root / "results" / "background_study" / "runs" / run["run"]
         extra = ("task_loss", "distance") if run["method"] == "paired" else ()
         history = fake_history(gen, study["training"]["epochs"], n_classes, train_metrics=extra).assign(
@@ -444,7 +444,7 @@ def run_background(config: dict, rng: random.Random, root: Path) -> None:
                  "score": float(gen.normal())}
                 for row, index in enumerate(sorted(gen.choice(n_test, chosen, replace=False)))
                 for kind in ("proponent", "opponent") for rank in range(k)]
-        columns = [*steps.RUN_COLUMNS, "test_index", "test_label", "test_prediction", "test_background_class",
+        columns = [*plan.RUN_COLUMNS, "test_index", "test_label", "test_prediction", "test_background_class",
                    "kind", "rank", "train_index", "train_label", "train_background_class", "score"]
         inputs["influence"].append(write_csv(pd.DataFrame(rows, columns=columns), folder / "influence.csv"))
         write_npz(folder / "influence.npz", run=run["run"], label=run["label"], model=run["model"],
@@ -456,7 +456,7 @@ def run_background(config: dict, rng: random.Random, root: Path) -> None:
     names = ("accuracy", "history", "influence", "gaps", "summary", "gap_summary", "claims", "proponents")
     outputs = table_outputs(root, "background", names)
     outputs["proponents"] = outputs["proponents"].with_name("background_influence_proponents.csv")
-    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
     models = [spec["id"] for spec in study["models"]]
     expected = [f"source002_{arch}_{metric}" for arch, numbers in claims.SOURCE_002_NUMBERS.items() for metric in numbers]
     expected += [f"{model}_{name}" for model in models for name in BG_DIRECTIONAL] + ["cnn_gap_exceeds_vit"]
@@ -470,15 +470,15 @@ def run_background(config: dict, rng: random.Random, root: Path) -> None:
         if grid == "saliency_grid":
             job = {"model": model}
             inputs = files(saliency=[runs_dir / r / "saliency.npz" for r in plan.saliency_grid_runs(config, model)])
-            steps.saliency_grid(plan.job_config(config, grid, job), job, inputs, figure_outputs(root, "background", name))
+            summary.saliency_grid(plan.job_config(config, grid, job), job, inputs, figure_outputs(root, "background", name))
         elif grid == "influence_grid":
             job = {"model": model}
             inputs = files(samples=[runs_dir / r / "influence.npz" for r in plan.influence_grid_run(config, model)])
-            steps.influence_grid(plan.job_config(config, grid, job), job, inputs,
+            summary.influence_grid(plan.job_config(config, grid, job), job, inputs,
                                  figure_outputs(root, "background", name))
         else:
             job = {"figure": name}
-            steps.figure(plan.job_config(config, "figure", job), job, figure_inputs,
+            summary.figure(plan.job_config(config, "figure", job), job, figure_inputs,
                          figure_outputs(root, "background", name))
 
 
@@ -631,11 +631,10 @@ def test_a_figure_asked_for_without_its_subject_says_so(tmp_path):
 
     from robustflow.plots import architecture as architecture_plots
     from robustflow.studies.architecture import plan as architecture_plan
-    from robustflow.studies.architecture import steps as architecture_steps
 
     config = validate(EDGE_CASES["architecture_study"]["no-finetuning-one-job-per-run"](), SCHEMA)
     assert "finetune_improvement" not in architecture_plan.figures(config)
-    figures["no fine-tuning"] = architecture_plots.finetune_improvement(pd.DataFrame(columns=architecture_steps.RUN_COLUMNS))
+    figures["no fine-tuning"] = architecture_plots.finetune_improvement(pd.DataFrame(columns=architecture_plan.RUN_COLUMNS))
 
     for why, fig in figures.items():
         assert "nothing to show" in _texts(fig), why

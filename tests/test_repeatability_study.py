@@ -16,7 +16,7 @@ from robustflow.data_files import CIFAR10P_FRAMES
 from robustflow.jobs import files
 from robustflow.perturbations import FRAMES
 from robustflow.studies import STUDIES, validate
-from robustflow.studies.repeatability import claims, plan, steps
+from robustflow.studies.repeatability import claims, plan, steps, summary
 from tests.fixtures import write_cifar10_fixture, write_cifar10p_fixture
 
 SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "config" / "schema.yaml")
@@ -70,7 +70,7 @@ def pipeline(tmp_path_factory):
     names = ["history", "perturbations", "shifts", "corruptions", "translate", "runs", "agreement", "summary",
              "claims"]
     aggregated = {name: out / "tables" / f"{name}.csv" for name in names}
-    steps.aggregate(plan.job_config(config, "aggregate"), {}, files(**tables), files(**aggregated))
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**tables), files(**aggregated))
     return config, out, {name: pd.read_csv(path) for name, path in aggregated.items()}
 
 

@@ -82,16 +82,15 @@ def test_each_rule_script_calls_one_step_of_its_study(section):
     rules = _rule_scripts(section)
     assert sorted(rules.values()) == scripts, "every script is the script of one rule of the study"
     assert all(rule == script.removesuffix(".py") for rule, script in rules.items())
-    module_name = f"robustflow.studies.{prefix}.steps"
-    steps = importlib.import_module(module_name)
     for script in scripts:
         step = script.removesuffix(".py").removeprefix(f"{prefix}_")
+        module_name = _step_module(section, step)
         tree = ast.parse((REPO / "scripts" / script).read_text())
         imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                    and node.module.startswith("robustflow.studies")]
         assert len(imports) == 1 and imports[0].module == module_name, f"{script}: {ast.dump(tree)}"
         assert [alias.name for alias in imports[0].names] == [step], script
-        function = getattr(steps, step, None)
+        function = getattr(importlib.import_module(module_name), step, None)
         assert callable(function), f"{module_name} has no step {step!r} (imported by scripts/{script})"
         # run_step calls it as step(config, job, inputs, outputs), positionally.
         parameters = list(inspect.signature(function).parameters.values())
@@ -100,6 +99,14 @@ def test_each_rule_script_calls_one_step_of_its_study(section):
         calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
                  and getattr(node.func, "id", None) == "run_step"]
         assert len(calls) == 1 and [getattr(arg, "id", None) for arg in calls[0].args] == ["snakemake", step]
+
+
+# Steps that only read tables and draw figures live in ``summary`` (no torch); the rest in ``steps``.
+SUMMARY_STEPS = {"aggregate", "figure", "saliency_grid", "influence_grid"}
+
+
+def _step_module(section: str, step: str) -> str:
+    return f"robustflow.studies.{PREFIX[section]}.{'summary' if step in SUMMARY_STEPS else 'steps'}"
 
 
 def _steps_of(section: str) -> list[tuple[str, str]]:
@@ -118,9 +125,22 @@ PER_RUN_STEPS = {("loss_study", "train"), ("loss_study", "evaluate"), ("architec
 
 @pytest.mark.parametrize("section, step", [(section, step) for study in STUDIES for section, step in _steps_of(study)])
 def test_every_step_has_the_contract_parameter_names(section, step):
-    steps = importlib.import_module(f"robustflow.studies.{PREFIX[section]}.steps")
+    module = importlib.import_module(_step_module(section, step))
     expected = ["config", "run" if (section, step) in PER_RUN_STEPS else "job", "inputs", "outputs"]
-    assert list(inspect.signature(getattr(steps, step)).parameters) == expected
+    assert list(inspect.signature(getattr(module, step)).parameters) == expected
+
+
+def test_table_and_figure_jobs_import_no_torch():
+    """What an aggregate or figure job imports (the adapter's modules, the plots it draws with)
+    leaves torch out: those jobs start without paying for it."""
+    modules = ["robustflow.jobs", *(f"robustflow.studies.{PREFIX[section]}.summary" for section in STUDIES),
+               *(f"robustflow.plots.{PREFIX[section]}" for section in STUDIES)]
+    code = f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n" \
+           "print(sorted(name for name in ('torch', 'timm', 'torchvision') if name in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 @pytest.mark.parametrize("extra", [[], ["paper.yaml"]])

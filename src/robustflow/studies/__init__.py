@@ -20,9 +20,12 @@ from it, and every cluster job rebuilds the DAG):
 - ``targets(config)``: the study's final files; ``check(config)``: the problems of the study's
   section that the schema cannot express (a list of messages naming keys).
 
-``robustflow.studies.<name>.steps``: one function per rule, ``step(config, job, inputs, outputs)``
-with ``config`` from ``job_config``, ``job`` the run record or wildcards (a step whose job is a
-run names it ``run``), ``inputs`` and ``outputs`` the rule's named files (see `robustflow.jobs`).
+``robustflow.studies.<name>.steps`` and ``.summary``: one function per rule,
+``step(config, job, inputs, outputs)`` with ``config`` from ``job_config``, ``job`` the run
+record or wildcards (a step whose job is a run names it ``run``), ``inputs`` and ``outputs`` the
+rule's named files (see `robustflow.jobs`). ``steps`` holds the jobs that run models (torch);
+``summary`` the aggregate and figure jobs, which read tables and import no torch, so they start
+in a fraction of a torch job's start-up.
 
 ``robustflow.studies.<name>.claims``: the claims of the sources, each defined once with its
 measurement, and ``claims_table(<the study's aggregated tables>, config)`` that judges them.

@@ -32,6 +32,7 @@ from robustflow.studies import run_id
 SECTION = "architecture_study"
 FIGURES = ("training_curves", "severity_curves", "corruption_heatmap", "finetune_improvement",
            "clean_vs_corrupted")
+RUN_COLUMNS = ["run", "variant", "model", "family", "init", "seed"]
 INITS = ("scratch", "pretrained")
 INIT_SUFFIX = {"scratch": "scratch", "pretrained": "pt"}
 CLEAN = "clean"

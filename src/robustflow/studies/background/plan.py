@@ -28,6 +28,7 @@ from robustflow.studies import run_id
 
 SECTION = "background_study"
 FIGURES = ("accuracy_per_variation", "gap_per_method", "foreground_share")
+RUN_COLUMNS = ["run", "variant", "model", "method", "reg_coeff", "pair_mode", "seed", "label"]
 GRIDS = ("saliency_grid", "influence_grid")
 METHODS = ("standard", "mixed_rand", "paired")
 MIN_DIGIT_SIZE = 8  # the generator's smallest digit

@@ -19,6 +19,8 @@ from robustflow.studies import run_id
 
 SECTION = "learning_rule_study"
 FIGURES = ("snr_by_method", "snr_vs_constraint", "noise_robustness", "weight_histograms", "lr_sweep")
+CELL_COLUMNS = ["method", "constraint"]
+WEIGHT_COLUMNS = ["weight_mean", "weight_std", "weight_min", "weight_max"]
 METHODS = ("hebbian", "hebbian_margin", "sgd_mse", "sgd_ce")
 UNCONSTRAINED = "none"
 # What a cell reads: everything of the section but the grid, the switch and the resources.
@@ -189,3 +191,12 @@ def _folder_problems(task: dict, sgd_methods: list[str]) -> list[str]:
                 "2 training images per class and one image per class on each side of the split; add images, "
                 "change val_fraction, or drop the SGD methods"]
     return []
+
+
+def task_description(task_cfg: dict) -> tuple[str, bool]:
+    """(label, comparable to the source's data): only a user's own image folder can be."""
+    if task_cfg["source"] == "folder":
+        return f"image folder {task_cfg['root']}", True
+    positive = "+".join(map(str, task_cfg["positive"]))
+    negative = "+".join(map(str, task_cfg["negative"]))
+    return f"digits {positive} vs {negative}", False

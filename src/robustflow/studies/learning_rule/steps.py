@@ -13,20 +13,18 @@ scale-free margin measures of ``robustflow.metrics``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from robustflow.claims import claims_markdown
 from robustflow.data import stratified_split
 from robustflow.data.binary_task import (
     BinaryTask,
     digits_binary_task,
     image_folder_binary_task,
 )
-from robustflow.io import atomic_path, concat_tables, write_csv
+from robustflow.io import atomic_path, write_csv
 from robustflow.learning_rules import (
     ReadoutResult,
     noise_robustness,
@@ -35,21 +33,20 @@ from robustflow.learning_rules import (
     train_readout,
     weight_statistics,
 )
-from robustflow.stats import summarise
-from robustflow.studies.learning_rule.claims import claims_table
-from robustflow.studies.learning_rule.plan import parse_constraint_id
+from robustflow.studies.learning_rule.plan import (
+    CELL_COLUMNS,
+    WEIGHT_COLUMNS,
+    parse_constraint_id,
+)
 
 SGD_METHODS = ("sgd_mse", "sgd_ce")
-CELL_COLUMNS = ["method", "constraint"]
 TEST_METRICS = ["accuracy", "output_ratio", "margin_mean", "margin_std", "margin_snr",
                 "normalized_margin", "top1", "ece"]
-WEIGHT_COLUMNS = ["weight_mean", "weight_std", "weight_min", "weight_max"]
 METRICS_COLUMNS = [*CELL_COLUMNS, "lo", "hi", "seed", "lr", "diverged", *TEST_METRICS, *WEIGHT_COLUMNS]
 # The keys of readout_metrics, so that a Hebbian cell's empty sweep file has the SGD cells' header.
 READOUT_METRICS = ["accuracy", "top1", "top5", "nll", "ece", "mean_confidence", "margin_mean",
                    "margin_std", "margin_snr", "normalized_margin", "output_ratio"]
 SWEEP_COLUMNS = [*CELL_COLUMNS, "seed", "lr", "selected", "diverged", *READOUT_METRICS]
-SUMMARY_VALUES = ["accuracy", "output_ratio", "margin_snr", "normalized_margin", *WEIGHT_COLUMNS]
 
 def load_task(task_cfg: dict) -> BinaryTask:
     """The study's binary task from the config's ``learning_rule_study.task`` section."""
@@ -65,13 +62,7 @@ def load_task(task_cfg: dict) -> BinaryTask:
     raise ValueError(f"learning_rule_study.task.source must be 'digits' or 'folder', got {source!r}")
 
 
-def task_description(task_cfg: dict) -> tuple[str, bool]:
-    """(label, comparable to the source's data): only a user's own image folder can be."""
-    if task_cfg["source"] == "folder":
-        return f"image folder {task_cfg['root']}", True
-    positive = "+".join(map(str, task_cfg["positive"]))
-    negative = "+".join(map(str, task_cfg["negative"]))
-    return f"digits {positive} vs {negative}", False
+
 
 
 def _train_seed(study_cfg: dict, task: BinaryTask, method: str, constraint: tuple[float, float] | None,
@@ -141,29 +132,5 @@ def cell(config: dict, job: dict, inputs, outputs) -> None:
         np.savez(handle, **weights)
 
 
-def aggregate(config: dict, job: dict, inputs, outputs) -> None:
-    """Join the cells' tables, summarise over seeds (mean, 95% t-interval), and judge the claims.
-
-    Only a user's own road-image folder is the source's task: on any other task the magnitudes
-    are "not comparable" and only the directional claims are judged.
-    """
-    metrics = concat_tables(inputs.metrics)
-    label, comparable = task_description(config["learning_rule_study"]["task"])
-    claims = claims_table(metrics, dataset_label=label, comparable=comparable)
-    write_csv(metrics, outputs.metrics)
-    write_csv(concat_tables(inputs.noise), outputs.noise)
-    write_csv(concat_tables(inputs.sweep), outputs.sweep)
-    write_csv(summarise(metrics, by=CELL_COLUMNS, values=SUMMARY_VALUES), outputs.summary)
-    write_csv(claims, outputs.claims)
-    with atomic_path(outputs.claims_md) as tmp:
-        tmp.write_text(claims_markdown(claims))
 
 
-def figure(config: dict, job: dict, inputs, outputs) -> None:
-    """Draw the figure ``job["figure"]``; the weights of each cell come in cell order."""
-    from robustflow.plots.learning_rule import FIGURES
-    from robustflow.plots.style import save_figure
-
-    tables = {name: pd.read_csv(getattr(inputs, name)) for name in ("metrics", "noise", "sweep")}
-    tables["weights"] = {Path(path).parent.name: np.load(path) for path in inputs.weights}
-    save_figure(FIGURES[job["figure"]](tables, config), outputs.pdf, outputs.png)

@@ -22,6 +22,7 @@ from robustflow.studies import run_id
 
 SECTION = "loss_study"
 FIGURES = ("training_curves", "robustness_curves", "lambda_ablation", "confidence")
+RUN_COLUMNS = ["run", "variant", "loss", "margin_lambda", "ema", "mixup_alpha", "seed"]
 LOSSES_WITH_LAMBDA = ("margin", "combined")  # their lambda is the run's (swept) margin_lambda
 # The training keys each loss reads, by the name its loss function gives them.
 LOSS_PARAMETERS = {

@@ -13,22 +13,17 @@ import torch
 from robustflow.data import ImageSplits, load_dataset
 from robustflow.data.augment import to_unit_float
 from robustflow.device import resolve_device
-from robustflow.io import atomic_torch_save, checkpoint_dir, concat_tables, write_csv
+from robustflow.io import atomic_torch_save, checkpoint_dir, write_csv
 from robustflow.metrics import classification_metrics, logit_margin
 from robustflow.models import create_model
 from robustflow.noise import apply_noise, noise_generator
-from robustflow.stats import summarise
-from robustflow.studies.loss.claims import claims_table
 from robustflow.studies.loss.plan import (
     LOSS_PARAMETERS,
     LOSS_SPECIFIC_KEYS,
     LOSSES_WITH_LAMBDA,
+    RUN_COLUMNS,
 )
 from robustflow.training import TrainSettings, predict_logits, train_classifier
-
-RUN_COLUMNS = ["run", "variant", "loss", "margin_lambda", "ema", "mixup_alpha", "seed"]
-METRICS = ["top1", "top5", "nll", "ece", "mean_confidence", "margin_mean", "margin_std",
-           "margin_snr", "normalized_margin", "output_ratio"]
 
 
 def study_data(config: dict) -> ImageSplits:
@@ -119,21 +114,5 @@ def evaluate(config: dict, run: dict, inputs, outputs) -> None:
     write_csv(pd.concat(confidence, ignore_index=True), outputs.confidence)
 
 
-def aggregate(config: dict, job: dict, inputs, outputs) -> None:
-    """Join the per-run tables, summarise over seeds (mean and 95% t-interval), judge the claims."""
-    history, noise, confidence = (concat_tables(getattr(inputs, name)) for name in ("history", "noise", "confidence"))
-    group = ["variant", "loss", "margin_lambda", "ema", "mixup_alpha", "weights", "noise", "level"]
-    write_csv(history, outputs.history)
-    write_csv(noise, outputs.noise)
-    write_csv(confidence, outputs.confidence)
-    write_csv(summarise(noise, by=group, values=METRICS), outputs.summary)
-    write_csv(claims_table(noise, config), outputs.claims)
 
 
-def figure(config: dict, job: dict, inputs, outputs) -> None:
-    """Draw the figure ``job["figure"]`` from the aggregated tables."""
-    from robustflow.plots.loss import FIGURES
-    from robustflow.plots.style import save_figure
-
-    tables = {name: pd.read_csv(getattr(inputs, name)) for name in ("history", "noise", "confidence")}
-    save_figure(FIGURES[job["figure"]](tables, config), outputs.pdf, outputs.png)

@@ -27,6 +27,7 @@ from robustflow.studies import run_id
 SECTION = "repeatability_study"
 FIGURES = ("flip_probability", "translate_probability", "consistency_vs_shift", "corruption_vs_flip",
            "seed_agreement")
+RUN_COLUMNS = ["run", "variant", "model", "method", "seed"]
 # Each objective's parameters (robustflow.objectives; a test checks they match) and those without a default.
 OBJECTIVE_PARAMETERS = {
     "standard": ((), ()),

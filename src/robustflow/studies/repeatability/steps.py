@@ -23,7 +23,6 @@ from robustflow.device import resolve_device
 from robustflow.io import (
     atomic_torch_save,
     checkpoint_dir,
-    concat_tables,
     write_csv,
     write_json,
 )
@@ -44,7 +43,7 @@ from robustflow.repeatability_metrics import (
     top5_distance_per_sequence,
     top_class_probability_change,
 )
-from robustflow.studies.repeatability.claims import claims_table, run_summary
+from robustflow.studies.repeatability.plan import RUN_COLUMNS
 from robustflow.training import (
     ClassifierObjective,
     TrainSettings,
@@ -52,7 +51,6 @@ from robustflow.training import (
     train_with_objective,
 )
 
-RUN_COLUMNS = ["run", "variant", "model", "method", "seed"]
 EMBED_MARGIN = 8  # px of black around the image in Azulay & Weiss's embed protocols
 TRANSLATE = "translate"
 TRANSLATE_CENTRE = 7  # the unshifted frame of the translate sequence (shifts -7..+8 px)
@@ -258,31 +256,7 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict:
 # ----------------------------------------------------------------------------- aggregation
 
 
-TABLES = ("history", "perturbations", "shifts", "corruptions", "predictions", "translate")
 
 
-def aggregate(config: dict, job: dict, inputs, outputs) -> None:
-    """Join the per-run tables; FR/mFR and CE/mCE against the baseline variant of the same seed;
-    agreement across seeds; summaries over seeds (mean, 95% t-interval); the claims."""
-    from robustflow.stats import summarise
-
-    tables = {name: concat_tables(getattr(inputs, name)) for name in TABLES}
-    runs, perturbations, agreement = run_summary(tables, _study(config)["baseline"])
-    for name in ("history", "shifts", "corruptions", "translate"):
-        write_csv(tables[name], getattr(outputs, name))
-    write_csv(perturbations, outputs.perturbations)
-    write_csv(runs, outputs.runs)
-    write_csv(agreement, outputs.agreement)
-    values = [c for c in runs.columns if c not in (*RUN_COLUMNS, "n_perturbations")]
-    write_csv(summarise(runs, by=["variant", "model", "method"], values=values), outputs.summary)
-    write_csv(claims_table(runs, config), outputs.claims)
 
 
-def figure(config: dict, job: dict, inputs, outputs) -> None:
-    """Draw the figure ``job["figure"]`` from the aggregated tables."""
-    from robustflow.plots.repeatability import FIGURES
-    from robustflow.plots.style import save_figure
-
-    tables = {name: pd.read_csv(getattr(inputs, name))
-              for name in ("perturbations", "translate", "shifts", "runs", "agreement")}
-    save_figure(FIGURES[job["figure"]](tables, config), outputs.pdf, outputs.png)
