@@ -14,7 +14,12 @@ import yaml
 
 from robustflow.config import ConfigError, load_schema, validate_config
 from robustflow.studies import STUDIES, enabled, validate
-from tests.fixtures import paper_overrides, write_bg_challenge_fixture, write_cifar10_fixture, write_image_folder_fixture
+from tests.fixtures import (
+    paper_overrides,
+    write_bg_challenge_fixture,
+    write_cifar10_fixture,
+    write_image_folder_fixture,
+)
 from tests.test_workflow import merged, planned_jobs, snakemake, workdir_with
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,9 +40,8 @@ def rule_prefix(section: str) -> str:
 def stand_in_weights(tmp: Path, models: list[dict]) -> list[dict]:
     """The models with a file where their timm ImageNet weights would be (validation checks presence)."""
     for model in models:
-        model["pretrained_file"] = str(tmp / f"{model['name']}.safetensors")
-        Path(model["pretrained_file"]).write_bytes(b"stand-in")
-    return models
+        (tmp / f"{model['name']}.safetensors").write_bytes(b"stand-in")
+    return [{**model, "pretrained_file": str(tmp / f"{model['name']}.safetensors")} for model in models]
 
 
 def nothing_on_disk(tmp: Path) -> dict:
