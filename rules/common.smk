@@ -3,11 +3,33 @@
 from robustflow.config import ConfigError
 from robustflow.studies import STUDIES, enabled, plan, validate
 
+
+def nested_command_line_hint():
+    """Snakemake 9 parses a value nested in a --config entry (key={a: b}) with YAML's BaseLoader,
+    so every nested scalar arrives as a string ({enabled: false} as 'false') and fails the schema.
+    """
+    nested = [
+        key
+        for key, value in workflow.config_settings.config.items()
+        if isinstance(value, (dict, list))
+    ]
+    if not nested:
+        return ""
+    return (
+        f"\nnote: Snakemake reads every value nested in --config {', '.join(nested)}=... as a "
+        "string ('false', '10'); set nested keys in a config file instead, e.g. "
+        "--configfile config/paper.yaml config/paper/only_loss.yaml runs one study of "
+        "config/paper.yaml"
+    )
+
+
 # Validate (and fill defaults) before the DAG is built: a bad config never starts a job.
 try:
     config = validate(config, workflow.source_path("../config/schema.yaml"))
 except ConfigError as error:
-    raise WorkflowError(f"invalid configuration:\n{error}") from None
+    raise WorkflowError(
+        f"invalid configuration:\n{error}{nested_command_line_hint()}"
+    ) from None
 
 ENABLED = enabled(config)
 PLANS = {section: plan(section) for section in STUDIES}

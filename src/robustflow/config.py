@@ -130,16 +130,24 @@ def check_dataset(config: dict, dataset: str, key: str) -> list[str]:
     """Cheap presence check so a missing or damaged dataset fails before any job starts."""
     if dataset != "cifar10":
         return []
-    from robustflow.data_files import CIFAR10_URL, cifar10_empty_files, cifar10_layout_hint, cifar10_missing_files
+    from robustflow.data_files import (
+        CIFAR10_FOLDER,
+        CIFAR10_URL,
+        cifar10_empty_files,
+        cifar10_layout_hint,
+        cifar10_missing_files,
+    )
 
     root = Path(config["datasets"]["cifar10"]["root"])
     missing = cifar10_missing_files(root)
     if missing:
         how = cifar10_layout_hint(root) or (
             f"Download {CIFAR10_URL} and extract it into that root so that "
-            f"{root / 'cifar-10-batches-py' / 'data_batch_1'} exists, or set datasets.cifar10.root to where it is.")
-        return [f"config key '{key}' is cifar10 but the dataset is missing: {missing[0]} does not exist "
-                f"(datasets.cifar10.root = {root}). {how}"]
+            f"{root / CIFAR10_FOLDER / 'data_batch_1'} exists, or set datasets.cifar10.root to where it is.")
+        # Every absent file at once (one fix for all), or the batches folder when it is absent whole.
+        absent = missing if (root / CIFAR10_FOLDER).is_dir() else [root / CIFAR10_FOLDER]
+        return [f"config key '{key}' is cifar10 but the dataset is missing: {', '.join(map(str, absent))} "
+                f"{'does' if len(absent) == 1 else 'do'} not exist (datasets.cifar10.root = {root}). {how}"]
     empty = cifar10_empty_files(root)
     if empty:
         return [f"config key '{key}' is cifar10 but {', '.join(map(str, empty))} "
