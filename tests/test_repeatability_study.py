@@ -56,16 +56,16 @@ def pipeline(tmp_path_factory):
     sequences, cifar10c = out / "cifar10p" / "manifest.json", out / "cifar10c" / "manifest.json"
     steps.prepare_sequences(plan.job_config(config, "prepare_sequences"), {}, files(), files(manifest=sequences))
     steps.prepare_cifar10c(plan.job_config(config, "prepare_cifar10c"), {}, files(), files(manifest=cifar10c))
-    tables = {name: [] for name in steps.TABLES}
+    tables = {name: [] for name in summary.TABLES}
     for run in plan.runs(config):
         folder = out / run["run"]
         model = folder / "model.pt"
         steps.train(plan.job_config(config, "train", run), run, files(),
                     files(model=model, history=folder / "history.csv"))
-        outputs = {name: folder / f"{name}.csv" for name in steps.TABLES if name != "history"}
+        outputs = {name: folder / f"{name}.csv" for name in summary.TABLES if name != "history"}
         steps.evaluate(plan.job_config(config, "evaluate", run), run,
                        files(model=model, sequences=sequences, cifar10c=cifar10c), files(**outputs))
-        for name in steps.TABLES:
+        for name in summary.TABLES:
             tables[name].append(folder / f"{name}.csv")
     names = ["history", "perturbations", "shifts", "corruptions", "translate", "runs", "agreement", "summary",
              "claims"]
