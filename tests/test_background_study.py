@@ -167,7 +167,7 @@ def test_every_figure_renders(study_outputs, tmp_path):
     cfg, out, runs, tables = study_outputs
     first = runs[0]["run"]
     figures = {name: make(tables, plan.job_config(cfg, "figure", {"figure": name})) for name, make in FIGURES.items()}
-    figures["saliency_grid"] = saliency_grid([steps.load_samples(out / r / "saliency.npz")
+    figures["saliency_grid"] = saliency_grid([steps.saliency_overlays(steps.load_samples(out / r / "saliency.npz"))
                                               for r in (first, runs[-1]["run"])])
     figures["influence_grid"] = influence_grid(steps.load_samples(out / first / "influence.npz"))
     for name, figure in figures.items():

@@ -8,11 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 
-from robustflow.data.backgrounds import VARIATIONS
+from robustflow.data_files import BG_CHALLENGE_VARIATIONS as VARIATIONS
 from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
-from robustflow.saliency import overlay_image
 from robustflow.stats import t_interval
 from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
 
@@ -74,8 +72,9 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 def saliency_grid(samples: dict | Sequence[dict], variation: str = "mixed_rand", rows: int = 6) -> plt.Figure:
     """Sample test images of ``variation`` and the saliency of each run on them (red = salient).
 
-    ``samples`` are dicts from `robustflow.studies.background.steps.load_samples` of the evaluate step's .npz,
-    one per run (e.g. standard vs paired); the mask outline marks the foreground.
+    ``samples`` are dicts from `robustflow.studies.background.steps.saliency_overlays` (the evaluate
+    step's .npz with each image blended with its saliency, ``overlays`` (V, N, H, W, 3)), one per
+    run (e.g. standard vs paired); the mask outline marks the foreground.
     """
     runs = [samples] if isinstance(samples, dict) else list(samples)
     first = runs[0]
@@ -88,8 +87,7 @@ def saliency_grid(samples: dict | Sequence[dict], variation: str = "mixed_rand",
         axes[r, 0].imshow(_rgb(first["images"][v, r]))
         axes[r, 0].set_ylabel(f"y={first['classes'][first['labels'][r]]}", fontsize=7)
         for c, run in enumerate(runs, start=1):
-            overlay = overlay_image(torch.from_numpy(run["images"][v, r]), torch.from_numpy(run["saliency"][v, r]))
-            axes[r, c].imshow(overlay)
+            axes[r, c].imshow(run["overlays"][v, r])
             if run["masks"].size:
                 axes[r, c].contour(run["masks"][r], levels=[0.5], colors="white", linewidths=0.5)
             axes[r, c].set_title(f"pred {run['classes'][run['predictions'][v, r]]}", fontsize=6)

@@ -48,7 +48,7 @@ from robustflow.io import (
 from robustflow.metrics import classification_metrics
 from robustflow.models import create_model
 from robustflow.robustar import train_paired
-from robustflow.saliency import foreground_share, gradient_saliency, saliency_map
+from robustflow.saliency import foreground_share, gradient_saliency, overlay_image, saliency_map
 from robustflow.stats import summarise
 from robustflow.studies.background.claims import claims_table
 from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
@@ -345,12 +345,21 @@ def figure(config: dict, job: dict, inputs, outputs) -> None:
     save_figure(FIGURES[job["figure"]](tables, config), outputs.pdf, outputs.png)
 
 
+def saliency_overlays(samples: dict) -> dict:
+    """``samples`` (from `load_samples` of the evaluate step's .npz) with ``overlays``: each image
+    blended with its saliency (V, N, H, W, 3), so that the plot needs no torch."""
+    images, saliency = torch.from_numpy(samples["images"]), torch.from_numpy(samples["saliency"])
+    overlays = [[overlay_image(images[v, r], saliency[v, r]) for r in range(images.shape[1])]
+                for v in range(images.shape[0])]
+    return {**samples, "overlays": np.asarray(overlays)}
+
+
 def saliency_grid(config: dict, job: dict, inputs, outputs) -> None:
     """Saliency maps of one model's training methods on the same mixed_rand images."""
     from robustflow.plots.background import saliency_grid as draw
     from robustflow.plots.style import save_figure
 
-    save_figure(draw([load_samples(path) for path in inputs.saliency]), outputs.pdf, outputs.png)
+    save_figure(draw([saliency_overlays(load_samples(path)) for path in inputs.saliency]), outputs.pdf, outputs.png)
 
 
 def influence_grid(config: dict, job: dict, inputs, outputs) -> None:
