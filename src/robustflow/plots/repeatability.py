@@ -1,7 +1,7 @@
 """Figures of the repeatability study (source 004): does a model give the same answer to the same
 input seen twice? Probabilities, consistencies, errors and disagreements are fractions in [0, 1];
 shifts are in pixels. Where a mark is a mean over seeds, its interval is the 95% Student-t
-interval over seeds (`robustflow.stats.t_interval`), clipped to [0, 1]; one seed gives none.
+interval over seeds clipped to [0, 1] (`robustflow.stats.proportion_interval`); one seed gives none.
 """
 
 from __future__ import annotations
@@ -17,18 +17,12 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
-from robustflow.stats import mean_ci, t_interval
+from robustflow.stats import proportion_ci, proportion_interval
 
 TRANSLATE_PANELS = 4  # at most this many images in the translate figure
 RANDOM_SHIFT = "random_shift"
 TITLE_SIZE = 7
 ANNOTATED_SEEDS = 12  # more seeds than this: cells too small for numbers
-
-
-def proportion_interval(values) -> tuple[float, float]:
-    """The 95% t-interval of ``values`` clipped to [0, 1] (NaN bounds, no interval, for one value)."""
-    low, high = t_interval(values)
-    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
 
 
 def _order(values: pd.Series) -> list:
@@ -217,8 +211,7 @@ def corruption_vs_flip(runs: pd.DataFrame) -> plt.Figure:
         subset = runs[runs["variant"] == variant]
         centre, error = [], []
         for column in columns[1:]:
-            mean, low, high = mean_ci(subset[column])
-            low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+            mean, low, high = proportion_ci(subset[column])
             centre.append(mean)
             error.append([[mean - low], [high - mean]] if not math.isnan(low) else None)
         if any(math.isnan(value) for value in centre):

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.category import StrCategoryFormatter  # noqa: E402
-from matplotlib.ticker import FixedFormatter  # noqa: E402
+from matplotlib.ticker import FixedFormatter, FuncFormatter, NullFormatter  # noqa: E402
 
 
 # A two-column paper's full width is ~7 in; fonts stay >= 8 pt at that size.
@@ -32,7 +32,24 @@ NOISE_LABELS = {
 
 def apply_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
-    plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "legend.fontsize": 7})
+    # Plain tick numbers: no "+1.2" offset and no "1e-3" scale on an axis.
+    plt.rcParams.update({"figure.dpi": 150, "savefig.bbox": "tight", "legend.fontsize": 7,
+                         "axes.formatter.useoffset": False, "axes.formatter.limits": (-6, 7)})
+
+
+def log_scale(ax: plt.Axes, which: str = "y") -> None:
+    """A log axis whose ticks read as plain numbers ("0.1", "2", "100", not "2x10^0"), with
+    unlabelled minor ticks so that labels never crowd a narrow range."""
+    axis = _axis(ax, which)
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def note(ax: plt.Axes, text: str) -> None:
+    """A grey note in the top left corner of ``ax`` (for what a panel cannot draw, and why)."""
+    ax.text(0.02, 0.97, text, transform=ax.transAxes, ha="left", va="top", fontsize=6.5, color="dimgrey",
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.0})
 
 
 def legend_outside(fig: plt.Figure, ax: plt.Axes, title: str = "variant") -> None:
