@@ -59,6 +59,7 @@ def test_times_ten_ticks_and_offset_text_are_found():
     log_ax.plot([1, 2], [1.2, 1.4])
     log_ax.set(yscale="log", xlabel="learning rate (1/step)", ylabel="margin SNR (ratio)")
     offset_ax.plot([1, 2], [1e6, 1e6 + 1])
+    offset_ax.ticklabel_format(axis="y", useOffset=True)  # apply_style turns offsets off; a plot may not
     offset_ax.set(xlabel="learning rate (1/step)", ylabel="margin SNR (ratio)")
     findings = check_figure(fig)
     assert any("axes 0 y: tick label" in f and "scientific" in f for f in findings)

@@ -281,9 +281,7 @@ def seed_agreement(agreement: pd.DataFrame) -> plt.Figure:
         kappa_text = f"Fleiss' \u03ba = {kappa.iloc[0]:.3f}" if len(kappa) else "Fleiss' \u03ba undefined"
         title = variant if len(variant) <= 24 else textwrap.fill(variant.replace("-", "- "), 24).replace("- ", "-")
         ax.set_title(f"{title}\n{kappa_text}", fontsize=TITLE_SIZE)
-        first_column, last_row = index % columns_n == 0, index + columns_n >= len(variants)
-        ax.set_xlabel(xlabel if last_row else "")
-        ax.set_ylabel(ylabel if first_column else "")
+        ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.tick_params(axis="both", labelsize=7, rotation=0)
         panels.append((ax, [str(seed) for seed in matrix.index]))
     for ax in axes.flat[len(variants):]:

@@ -14,8 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
-from matplotlib.category import StrCategoryFormatter  # noqa: E402
-from matplotlib.ticker import FixedFormatter, FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
 
 # A two-column paper's full width is ~7 in; fonts stay >= 8 pt at that size.
@@ -42,7 +41,7 @@ def log_scale(ax: plt.Axes, which: str = "y") -> None:
     unlabelled minor ticks so that labels never crowd a narrow range."""
     axis = _axis(ax, which)
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_major_formatter(ScalarFormatter())
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -157,8 +156,8 @@ def _notation_findings(fig: plt.Figure) -> list[str]:
 
 
 def _numeric(axis) -> bool:
-    """Whether the axis shows numbers (not categories, whose ticks carry fixed names)."""
-    return not isinstance(axis.get_major_formatter(), (FixedFormatter, StrCategoryFormatter))
+    """Whether the axis shows numbers (not categories or names, which other formatters write)."""
+    return isinstance(axis.get_major_formatter(), (ScalarFormatter, LogFormatter))
 
 
 def _label_findings(fig: plt.Figure) -> list[str]:
