@@ -22,8 +22,8 @@ from robustflow.plots.style import (
     apply_style,
     declare_bounds,
     log_scale,
-    nothing_to_show,
     note,
+    nothing_to_show,
 )
 from robustflow.stats import mean_ci, proportion_interval, t_interval
 from robustflow.studies.learning_rule.plan import METHODS, cell_id, parse_constraint_id

@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style, declare_bounds, legend_outside, nothing_to_show
 from robustflow.stats import proportion_ci, proportion_interval
 
 TRANSLATE_PANELS = 4  # at most this many images in the translate figure
@@ -71,6 +71,7 @@ def flip_probability(perturbations: pd.DataFrame) -> plt.Figure:
                 hue_order=variants, palette=_palette(variants), errorbar=proportion_interval, capsize=0.1,
                 err_kws={"linewidth": 0.8}, ax=ax)
     ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, min(1.02, ax.get_ylim()[1])))
+    declare_bounds(ax, "y")
     if rotate:
         ax.tick_params(axis="x", rotation=90)
     marked = " Perturbations marked * are noise: each frame is compared with the clean frame 0; " \
@@ -106,6 +107,7 @@ def translate_probability(translate: pd.DataFrame) -> plt.Figure:
         ax.axvline(0, color="grey", linestyle=":", linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.set(xlabel=xlabel, ylabel=ylabel if ax is axes[0, 0] else "", ylim=(0, 1.02))
+        declare_bounds(ax, "y")
         ax.set_title(f"test image {image}", fontsize=TITLE_SIZE)
     legend_outside(fig, axes[0, 0])
     fig.suptitle(f"Output as the image shifts (seed {seed}; one run per line; dotted: no shift)",
@@ -136,6 +138,7 @@ def consistency_vs_shift(shifts: pd.DataFrame) -> plt.Figure:
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(None, min(1.0, ax.get_ylim()[1]) + 0.005))
+    declare_bounds(ax, "y")
     _title(ax, "Consistency under random shifts. Lines: mean over seeds; bands: 95% t-interval over seeds "
                "(clipped to [0, 1])." + _seed_note(rows), 60)
     legend_outside(fig, ax)
@@ -226,6 +229,8 @@ def corruption_vs_flip(runs: pd.DataFrame) -> plt.Figure:
         pad = 0.02 * (high - low)
         set_(max(low, -pad), min(high, 1.0 + pad))  # the margin for labels stays within [0, 1]
     ax.set(xlabel=xlabel, ylabel=ylabel)
+    declare_bounds(ax, "x")
+    declare_bounds(ax, "y")
     _title(ax, "Corruption error vs flip probability. Points: mean over seeds per variant; bars: 95% t-intervals "
                "over seeds (clipped to [0, 1])." + _seed_note(runs), 62)
     _label_points(ax, points, shown, [palette[v] for v in shown])

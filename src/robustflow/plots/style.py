@@ -16,7 +16,6 @@ import seaborn as sns  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
-
 # A two-column paper's full width is ~7 in; fonts stay >= 8 pt at that size.
 FULL_WIDTH_IN = 7.0
 
@@ -193,6 +192,12 @@ def _data_points(ax: plt.Axes, artist) -> np.ndarray:
     return ax.transData.inverted().transform(display) if len(display) else display
 
 
+def _in_data_coordinates(ax: plt.Axes, artist) -> tuple[bool, bool]:
+    """Whether the artist's x and y are data values (not fractions of the axes)."""
+    transform = artist.get_offset_transform() if isinstance(artist, PathCollection) else artist.get_transform()
+    return tuple(transform.contains_branch_seperately(ax.transData))
+
+
 def _bound_findings(fig: plt.Figure) -> list[str]:
     findings = []
     for index, ax in enumerate(fig.axes):
@@ -202,6 +207,8 @@ def _bound_findings(fig: plt.Figure) -> list[str]:
                 continue
             low, high = bounds
             for artist in [*ax.lines, *ax.collections, *ax.patches]:
+                if not _in_data_coordinates(ax, artist)[column]:
+                    continue  # spans the axes (axvline, axhspan's width): no value of the quantity
                 values = _data_points(ax, artist)[:, column]
                 values = values[np.isfinite(values)]
                 slack = 1e-6 * (high - low)
