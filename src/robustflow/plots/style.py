@@ -22,9 +22,9 @@ FULL_WIDTH_IN = 7.0
 # Axis labels that say what a noise level means for each noise type.
 NOISE_LABELS = {
     "gaussian": "noise std (of [0, 1] pixels)",
-    "salt_pepper": "pixel fraction flipped",
-    "fog": "fog blend weight",
-    "occlusion": "occluded area fraction",
+    "salt_pepper": "pixels set to 0 or 1 (fraction)",
+    "fog": "fog blend weight (fraction)",
+    "occlusion": "occluded area (fraction)",
 }
 
 
