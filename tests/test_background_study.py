@@ -168,8 +168,8 @@ def test_every_figure_renders(study_outputs, tmp_path):
     first = runs[0]["run"]
     figures = {name: make(tables, plan.job_config(cfg, "figure", {"figure": name})) for name, make in FIGURES.items()}
     figures["saliency_grid"] = saliency_grid([summary.load_samples(out / r / "saliency.npz")
-                                              for r in (first, runs[-1]["run"])])
-    figures["influence_grid"] = influence_grid(summary.load_samples(out / first / "influence.npz"))
+                                              for r in (first, runs[-1]["run"])], "cnn")
+    figures["influence_grid"] = influence_grid(summary.load_samples(out / first / "influence.npz"), "cnn")
     for name, figure in figures.items():
         save_figure(figure, tmp_path / f"{name}.pdf", tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -1,6 +1,6 @@
 """The repeatability study's figures: every figure renders to PDF and PNG from small synthetic
-tables (several variants and seeds, and a single variant at a single seed), and no two drawn text
-elements of a figure overlap."""
+tables (several variants and seeds, and a single variant at a single seed) and passes the figure
+check (`robustflow.plots.style.check_figure`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.text import Text
 
-from robustflow.plots.repeatability import FIGURES, proportion_interval
-from robustflow.plots.style import save_figure
+from robustflow.plots.repeatability import FIGURES
+from robustflow.plots.style import check_figure, save_figure
+from robustflow.stats import proportion_interval
 
 NAMES = ["flip_probability", "translate_probability", "consistency_vs_shift", "corruption_vs_flip",
          "seed_agreement"]
@@ -65,46 +65,6 @@ CASES = {
 }
 
 
-def _drawn_texts(fig: plt.Figure):
-    """Draw the figure and return (text, window extent) of every non-empty text actually drawn."""
-    drawn = []
-    original = Text.draw
-
-    def recording(self, renderer):
-        if self.get_visible() and self.get_text().strip():
-            drawn.append(self)
-        return original(self, renderer)
-
-    Text.draw = recording
-    try:
-        fig.canvas.draw()
-    finally:
-        Text.draw = original
-    renderer = fig.canvas.get_renderer()
-    unique = list(dict.fromkeys(drawn))
-    return [(text, text.get_window_extent(renderer)) for text in unique]
-
-
-def _overlaps(fig: plt.Figure, tolerance: float = 0.5) -> list[str]:
-    found = []
-    for (a, box_a), (b, box_b) in itertools.combinations(_drawn_texts(fig), 2):
-        width = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
-        height = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
-        if width > tolerance and height > tolerance:
-            found.append(f"{a.get_text()!r} overlaps {b.get_text()!r}")
-    return found
-
-
-def test_overlap_check_finds_overlapping_text():
-    fig, ax = plt.subplots()
-    ax.set_title("title")
-    ax.text(0.5, 0.5, "one label", transform=ax.transAxes)
-    ax.text(0.52, 0.5, "another label", transform=ax.transAxes)
-    ax.text(0.5, 0.5, "", transform=ax.transAxes)  # empty: not drawn, not counted
-    assert _overlaps(fig) == ["'one label' overlaps 'another label'"]
-    plt.close(fig)
-
-
 def test_figure_names():
     assert list(FIGURES) == NAMES
 
@@ -121,13 +81,13 @@ SAVED = ("three_variants", "one_variant_one_seed")  # written to disk (300 dpi P
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_every_figure_renders_without_overlapping_text(case, tmp_path):
+def test_every_figure_renders_and_passes_the_figure_check(case, tmp_path):
     variants, seeds = CASES[case]
     tables = _tables(variants, seeds)
     for name, make in FIGURES.items():
         fig = make(tables, {})
-        overlaps = _overlaps(fig)
-        assert not overlaps, (name, overlaps)
+        findings = check_figure(fig)
+        assert not findings, (name, findings)
         if case not in SAVED:
             plt.close(fig)
             continue

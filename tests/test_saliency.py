@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from robustflow.saliency import foreground_share, gradient_saliency, overlay_image, saliency_map
+from robustflow.plots.background import overlay_image
+from robustflow.saliency import foreground_share, gradient_saliency, saliency_map
 
 
 def _linear_model(weights: torch.Tensor) -> nn.Module:
@@ -61,8 +62,8 @@ def test_foreground_share():
 
 
 def test_overlay_image():
-    image = torch.full((3, 2, 2), 0.5)
-    heat = torch.tensor([[0.0, 1.0], [0.0, 2.0]])
+    image = np.full((3, 2, 2), 0.5)
+    heat = np.array([[0.0, 1.0], [0.0, 2.0]])
     blended = overlay_image(image, heat, alpha=0.5)
     assert blended.shape == (2, 2, 3)
     assert np.allclose(blended[0, 0], [0.5, 0.5, 0.5])          # no saliency: the image

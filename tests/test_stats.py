@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from robustflow.stats import mean_ci, summarise, t_interval
+from robustflow.stats import is_proportion, mean_ci, proportion_ci, proportion_interval, summarise, t_interval
 
 SAMPLE = [2.1, 3.4, 1.9, 5.0, 4.2]
 
@@ -83,10 +83,29 @@ def test_summarise_groups_and_columns():
     lam10 = summary[summary["margin_lambda"] == 10.0].iloc[0]
     assert lam10["n"] == 2
     assert lam10["snr_mean"] == 5.0 and math.isnan(lam10["snr_ci_low"])  # one non-NaN value
-    assert (lam10["top1_ci_low"], lam10["top1_ci_high"]) == pytest.approx(t_interval([0.9, 1.0]))
+    # top1 is a proportion: its t-interval [0.315, 1.585] is clipped to [0.315, 1].
+    assert (lam10["top1_ci_low"], lam10["top1_ci_high"]) == pytest.approx(proportion_interval([0.9, 1.0]))
+    assert lam10["top1_ci_high"] == 1.0 and t_interval([0.9, 1.0])[1] > 1.0
 
     lam1 = summary[summary["margin_lambda"] == 1.0].iloc[0]
     assert lam1["n"] == 1 and lam1["top1_mean"] == 0.8 and math.isnan(lam1["top1_ci_high"])
+
+
+def test_proportion_ci_by_hand():
+    # [0.9, 1.0]: mean 0.95, sd 0.1 / sqrt(2), t_{0.975, 1} = 12.706204736174698: half width 0.6353.
+    half_width = 12.706204736174698 * (0.1 / math.sqrt(2)) / math.sqrt(2)
+    assert proportion_ci([0.9, 1.0]) == pytest.approx((0.95, 0.95 - half_width, 1.0))
+    # [0.0, 0.1]: the low bound is clipped to 0; [0.4, 0.5, 0.6] stays inside and equals the t-interval.
+    assert proportion_ci([0.0, 0.1]) == pytest.approx((0.05, 0.0, 0.05 + half_width))
+    assert proportion_ci([0.4, 0.5, 0.6]) == pytest.approx(mean_ci([0.4, 0.5, 0.6]))
+    assert math.isnan(proportion_ci([0.7])[1]) and proportion_ci([1.0, 1.0]) == (1.0, 1.0, 1.0)
+
+
+def test_proportions_are_recognised_by_name_and_differences_are_not():
+    for name in ["top1", "test_top5", "accuracy", "mean_flip_probability", "fg_share", "mean_corruption_error"]:
+        assert is_proportion(name), name
+    for name in ["gap_original_minus_mixed_rand", "top1_improvement", "mce", "margin_snr", "output_ratio"]:
+        assert not is_proportion(name), name
 
 
 def test_summarise_confidence_changes_width():

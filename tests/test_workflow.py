@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from robustflow.jobs import TRACE_ENV, read_trace
+from robustflow.plots.style import CHECK_ENV
 from tests.fixtures import paper_overrides, write_image_folder_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,10 +168,11 @@ def test_bad_key_stops_before_any_job(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """The whole tiny pipeline, run once; every job records the config keys it never read."""
+    """The whole tiny pipeline, run once; every job records the config keys it never read, and
+    every figure job fails on a finding of the figure check (so every figure of every study is checked)."""
     workdir = workdir_with(tmp_path_factory.mktemp("tiny"), TINY_CONFIG)
     snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "override.yaml"),
-              env={TRACE_ENV: str(workdir / "trace")})
+              env={TRACE_ENV: str(workdir / "trace"), CHECK_ENV: "1"})
     return workdir
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -68,23 +67,3 @@ def foreground_share(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
     total = mass.sum(dim=1)
     inside = (mass * masks[:, 0].flatten(1)).sum(dim=1)
     return torch.where(total > 0, inside / total.clamp_min(1e-300), torch.full_like(total, float("nan"))).float()
-
-
-def overlay_image(image: torch.Tensor, saliency: torch.Tensor, alpha: float = 0.6) -> np.ndarray:
-    """An RGB (H, W, 3) float array in [0, 1]: the image blended with the saliency as a red heat layer.
-
-    ``image`` is one (C, H, W) uint8 or [0, 1] float image, ``saliency`` one (H, W) map
-    (scaled by its maximum, so maps of different images are each shown at full range).
-    """
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    if image.ndim != 3 or saliency.shape != image.shape[1:]:
-        raise ValueError(f"image must be (C, H, W) and saliency (H, W) of the same size, got "
-                         f"{tuple(image.shape)} and {tuple(saliency.shape)}")
-    picture = to_unit_float(image) if image.dtype == torch.uint8 else image.float()
-    picture = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture
-    heat = saliency.float() / saliency.max().clamp_min(1e-12)
-    red = torch.stack([torch.ones_like(heat), torch.zeros_like(heat), torch.zeros_like(heat)])
-    weight = alpha * heat[None]
-    blended = (1 - weight) * picture + weight * red
-    return blended.permute(1, 2, 0).clamp(0, 1).numpy()

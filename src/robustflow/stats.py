@@ -2,6 +2,11 @@
 
 The interval is mean +- t_{(1+c)/2, n-1} * sd / sqrt(n), with sd the sample standard deviation
 (ddof=1) and NaNs ignored. One value gives no interval (nan bounds); none gives nan throughout.
+
+A proportion (an accuracy, a probability, a flip rate: a value in [0, 1]) gets the same interval
+clipped to [0, 1] (`proportion_ci`): its mean cannot leave [0, 1], so neither may its interval.
+Clipping keeps seeds at exactly 0 or 1 (a perfect accuracy) usable, where a logit-scale interval
+would be infinite. `summarise` clips the columns that `is_proportion` recognises by name.
 """
 
 from __future__ import annotations
@@ -37,9 +42,34 @@ def t_interval(values: Iterable[float]) -> tuple[float, float]:
     return low, high
 
 
+def proportion_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): `mean_ci` with its bounds clipped to [0, 1], for a proportion."""
+    mean, low, high = mean_ci(values, confidence)
+    return mean, float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+
+
+def proportion_interval(values: Iterable[float]) -> tuple[float, float]:
+    """(low, high) of the 95% t-interval clipped to [0, 1]; fits seaborn's ``errorbar=`` callable."""
+    _, low, high = proportion_ci(values)
+    return low, high
+
+
+# Column names of proportions in the studies' tables: a name that is one of these or ends with
+# "_" + one of these (``test_top1``, ``mean_flip_probability``). Gaps and gains are differences
+# of proportions, in [-1, 1], and are not among them.
+PROPORTION_NAMES = ("top1", "top5", "accuracy", "ece", "mean_confidence", "fg_share", "flip_probability",
+                    "consistency", "corruption_error", "disagreement", "same_label", "same_background")
+
+
+def is_proportion(column: str) -> bool:
+    """Whether ``column`` names a proportion (see `PROPORTION_NAMES`)."""
+    return any(column == name or column.endswith("_" + name) for name in PROPORTION_NAMES)
+
+
 def summarise(df: pd.DataFrame, by: list[str], values: list[str], confidence: float = 0.95) -> pd.DataFrame:
     """One row per group of ``by``: the group keys, ``n`` (rows in the group) and, for each
-    column v of ``values``, ``v_mean``, ``v_ci_low`` and ``v_ci_high``.
+    column v of ``values``, ``v_mean``, ``v_ci_low`` and ``v_ci_high``: the Student-t interval,
+    clipped to [0, 1] for a proportion (`is_proportion`).
 
     Groups with NaN keys (for example a margin lambda that a CE run lacks) are kept.
     """
@@ -51,8 +81,8 @@ def summarise(df: pd.DataFrame, by: list[str], values: list[str], confidence: fl
         row = dict(zip(by, keys))
         row["n"] = len(group)
         for value in values:
-            row[f"{value}_mean"], row[f"{value}_ci_low"], row[f"{value}_ci_high"] = mean_ci(
-                group[value], confidence)
+            interval = proportion_ci if is_proportion(value) else mean_ci
+            row[f"{value}_mean"], row[f"{value}_ci_low"], row[f"{value}_ci_high"] = interval(group[value], confidence)
         rows.append(row)
     columns = [*by, "n", *(f"{v}_{s}" for v in values for s in ("mean", "ci_low", "ci_high"))]
     return pd.DataFrame(rows, columns=columns)

@@ -7,8 +7,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
-from robustflow.stats import t_interval
+from robustflow.plots.style import (
+    FULL_WIDTH_IN,
+    apply_style,
+    declare_bounds,
+    legend_outside,
+    log_scale,
+    nothing_to_show,
+)
+from robustflow.stats import proportion_interval, t_interval
 from robustflow.studies.architecture.plan import CLEAN
 
 
@@ -22,10 +29,12 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 2.6), constrained_layout=True)
     for ax, (column, label) in zip(axes, [("top1", "top-1 accuracy (fraction)"),
                                           ("loss", "cross-entropy loss (nats)")]):
-        sns.lineplot(data=long, x="epoch", y=column, hue="variant", style="split", errorbar=t_interval, ax=ax)
+        sns.lineplot(data=long, x="epoch", y=column, hue="variant", style="split",
+                     errorbar=proportion_interval if column == "top1" else t_interval, ax=ax)
         ax.set(xlabel="epoch", ylabel=label)
-    axes[1].set_yscale("log")
-    legend_outside(fig, axes[0], title="variant / split")
+    declare_bounds(axes[0], "y")
+    log_scale(axes[1], "y")
+    legend_outside(fig, axes[0], title="variant / split\n(line: mean over seeds;\nband: 95% t-interval)")
     return fig
 
 
@@ -44,7 +53,8 @@ def severity_curves(robustness: pd.DataFrame) -> plt.Figure:
                  markersize=4, ax=ax)
     ax.set(xlabel="corruption severity (0 = clean test set)", ylabel="top-1 accuracy (fraction)",
            xticks=sorted(curves["severity"].unique()))
-    legend_outside(fig, ax, title="variant")
+    declare_bounds(ax, "y")
+    legend_outside(fig, ax, title="variant\n(line: mean over corruptions;\nband: their range)")
     return fig
 
 
@@ -75,18 +85,19 @@ def finetune_improvement(finetune: pd.DataFrame) -> plt.Figure:
                       per_corruption.assign(stage="after fine-tuning", accuracy=per_corruption["top1"])],
                      ignore_index=True)
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 2.8), constrained_layout=True)
-    sns.barplot(data=long, x="variant", y="accuracy", hue="stage", errorbar=t_interval, ax=axes[0])
-    axes[0].set(xlabel="variant", ylabel="test top-1 on corrupted images (fraction)", ylim=(0, 1))
-    axes[0].legend(frameon=False, fontsize=6)
+    sns.barplot(data=long, x="variant", y="accuracy", hue="stage", errorbar=proportion_interval, ax=axes[0])
+    axes[0].set(xlabel="variant", ylabel="test top-1 on corrupted\nimages (fraction)", ylim=(0, 1))
+    declare_bounds(axes[0], "y")
+    axes[0].legend(frameon=False, fontsize=6, title="bar: mean; whisker: 95% t-interval", title_fontsize=6)
     sns.stripplot(data=per_corruption, x="variant", y="top1_improvement", hue="corruption", dodge=False, size=3,
                   ax=axes[1])
     sns.pointplot(data=per_corruption, x="variant", y="top1_improvement", color="black", errorbar=t_interval,
                   markers="_", linestyles="none", ax=axes[1])
     axes[1].axhline(0, color="grey", linewidth=0.8)
-    axes[1].set(xlabel="variant", ylabel="top-1 gain from fine-tuning (fraction)")
-    legend_outside(fig, axes[1], title="corruption")
+    axes[1].set(xlabel="variant", ylabel="top-1 gain from fine-tuning\n(difference of fractions)")
+    legend_outside(fig, axes[1], title="corruption (points);\nblack: mean, 95% t-interval")
     for ax in axes:
-        ax.tick_params(axis="x", rotation=30)
+        ax.tick_params(axis="x", rotation=90)
     return fig
 
 
@@ -98,6 +109,8 @@ def clean_vs_corrupted(runs: pd.DataFrame) -> plt.Figure:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="no robustness loss")
     ax.set(xlabel="clean test top-1 (fraction)", ylabel="mean corrupted top-1 (fraction)", xlim=(0, 1.02),
            ylim=(0, 1.02))
+    declare_bounds(ax, "x")
+    declare_bounds(ax, "y")
     legend_outside(fig, ax, title="variant")
     return fig
 

@@ -1,4 +1,5 @@
-"""Figures of the learning-rule study; every panel shows the mean over seeds and a 95% t-interval.
+"""Figures of the learning-rule study; points and lines are the mean over seeds, bars and bands
+the 95% Student-t interval over seeds (clipped to [0, 1] for accuracies).
 
 Each entry of ``FIGURES`` takes ``tables`` with the aggregated ``metrics``, ``noise`` and
 ``sweep`` DataFrames (as read back from their CSVs) and ``weights``: a mapping from
@@ -15,8 +16,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, nothing_to_show
-from robustflow.stats import mean_ci, t_interval
+from robustflow.plots.style import (
+    FULL_WIDTH_IN,
+    NOISE_LABELS,
+    apply_style,
+    declare_bounds,
+    log_scale,
+    note,
+    nothing_to_show,
+)
+from robustflow.stats import mean_ci, proportion_interval, t_interval
 from robustflow.studies.learning_rule.plan import METHODS, cell_id, parse_constraint_id
 
 OUTPUT_RATIO_LABEL = "output ratio (ratio)\nmean z_target / mean z_other"
@@ -51,10 +60,33 @@ def _finite(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def _set_ratio_scale(ax: plt.Axes, values: pd.Series) -> None:
-    """Log scale when every drawn value is positive, symlog when some are not."""
+    """Log scale when every drawn value is positive and they span a decade or more, symlog when
+    some are not positive; linear over a narrower range (where a log axis shows nothing more)."""
     values = values.dropna()
-    if len(values):
-        ax.set_yscale("log" if (values > 0).all() else "symlog")
+    if not len(values):
+        return
+    if (values <= 0).any():
+        ax.set_yscale("symlog")
+    elif values.max() >= 10 * values.min():
+        log_scale(ax, "y")
+
+
+def _seeds(frame: pd.DataFrame) -> int:
+    return int(frame.groupby(["method", "constraint"])["seed"].nunique().max())
+
+
+def _note_undefined(ax: plt.Axes, rows: pd.DataFrame, metric: str, by: str, label=str) -> None:
+    """Name the groups of ``by`` whose ``metric`` is undefined (NaN or inf) for every seed, which
+    draw no point: the output ratio needs non-negative outputs, which signed readouts lack."""
+    undefined = [label(g) for g, group in rows.groupby(by, sort=False) if group[metric].isna().all()]
+    if undefined:
+        reason = "signed outputs" if metric == "output_ratio" else "no finite value"
+        note(ax, f"undefined ({reason}), not drawn:\n" + ", ".join(undefined))
+
+
+def _interval_title(n_seeds: int, bounded: bool) -> str:
+    clip = ", clipped to [0, 1] for accuracy" if bounded else ""
+    return f"mean over {n_seeds} seeds;\n95% t-interval{clip}"
 
 
 def _shared_legend(fig: plt.Figure, title: str) -> None:
@@ -80,12 +112,10 @@ def snr_by_method(metrics: pd.DataFrame) -> plt.Figure:
         sns.pointplot(data=rows, x="method", y=metric, order=methods, errorbar=t_interval,
                       linestyle="none", capsize=0.2, ax=ax)
         _set_ratio_scale(ax, rows[metric])
-        for position, method in enumerate(methods):
-            if rows.loc[rows["method"] == method, metric].isna().all():
-                ax.text(position, 0.5, "undefined:\nsigned outputs", transform=ax.get_xaxis_transform(),
-                        ha="center", va="center", fontsize=7, color="grey")
-        ax.set(xlabel="learning rule", ylabel=label, title=f"weight constraint {_constraint_label(reference)}")
-        ax.tick_params(axis="x", labelrotation=20)
+        _note_undefined(ax, rows, metric, "method")
+        ax.set(xlabel="learning rule", ylabel=label, title=f"clean test set, weight constraint {_constraint_label(reference)}")
+        ax.tick_params(axis="x", labelrotation=90)
+    fig.suptitle(f"Linear readouts. Points: mean over {_seeds(rows)} seeds; bars: 95% t-interval", fontsize=8)
     return fig
 
 
@@ -100,14 +130,20 @@ def snr_vs_constraint(metrics: pd.DataFrame) -> plt.Figure:
     panels = [("output_ratio", OUTPUT_RATIO_LABEL), ("margin_snr", MARGIN_SNR_LABEL),
               ("accuracy", ACCURACY_LABEL)]
     for ax, (metric, label) in zip(axes, panels):
+        bounded = metric == "accuracy"
         sns.pointplot(data=rows, x="constraint_label", y=metric, hue="method", order=order, hue_order=methods,
-                      errorbar=t_interval, dodge=0.4 if len(methods) > 1 else False, capsize=0.1, markersize=4,
-                      ax=ax)
-        if metric != "accuracy":
+                      errorbar=proportion_interval if bounded else t_interval,
+                      dodge=0.4 if len(methods) > 1 else False, capsize=0.1, markersize=4, ax=ax)
+        if bounded:
+            declare_bounds(ax, "y")
+        else:
             _set_ratio_scale(ax, rows[metric])
+            _note_undefined(ax, rows, metric, "method")
         ax.set(xlabel="weight range (weight units)", ylabel=label)
-    fig.suptitle("constraints from loosest (left) to tightest (right)", fontsize=8)
-    _shared_legend(fig, "learning rule")
+        ax.tick_params(axis="x", labelrotation=90)
+    fig.suptitle("Linear readouts on the clean test set; constraints from loosest (left) to tightest (right)",
+                 fontsize=8)
+    _shared_legend(fig, "learning rule\n" + _interval_title(_seeds(rows), True))
     return fig
 
 
@@ -125,11 +161,14 @@ def noise_robustness(noise: pd.DataFrame) -> plt.Figure:
         for row, (metric, label) in enumerate([("accuracy", ACCURACY_LABEL), ("margin_snr", MARGIN_SNR_LABEL)]):
             ax = axes[row, column]
             sns.lineplot(data=subset, x="level", y=metric, hue="method", hue_order=methods,
-                         errorbar=t_interval, marker="o", markersize=3, ax=ax)
+                         errorbar=proportion_interval if metric == "accuracy" else t_interval, marker="o",
+                         markersize=3, ax=ax)
+            if metric == "accuracy":
+                declare_bounds(ax, "y")
             ax.set(xlabel=NOISE_LABELS.get(noise_type, noise_type), ylabel=label)
             if row == 0:
                 ax.set_title(f"{noise_type.replace('_', ' ')}, weight constraint {_constraint_label(reference)}")
-    _shared_legend(fig, "learning rule")
+    _shared_legend(fig, "linear readout\nlines: " + _interval_title(_seeds(rows), True).replace("95%", "bands: 95%"))
     return fig
 
 
@@ -160,10 +199,14 @@ def weight_histograms(metrics: pd.DataFrame, weights: Mapping[str, Mapping[str, 
             edges = np.histogram_bin_edges(np.concatenate(arrays), bins=HISTOGRAM_BINS)
             fractions = np.stack([np.histogram(a, bins=edges)[0] / a.size for a in arrays])
             mean, low, high = np.array([mean_ci(fractions[:, b]) for b in range(fractions.shape[1])]).T
+            low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)  # a fraction per bin
             ax.stairs(high, edges, baseline=low, fill=True, alpha=0.3)
             ax.stairs(mean, edges, linewidth=1.0)
-            ax.set(xlabel="weight value (output per unit intensity)", ylabel="fraction of weights\nper bin",
+            ax.set(xlabel="weight value (output per unit intensity)", ylabel="weights per bin\n(fraction)",
                    title=f"{method}, range {_constraint_label(constraint)}, {len(arrays)} seeds")
+            declare_bounds(ax, "y")
+    fig.suptitle("Readout weights after training. Line: mean over seeds of the fraction per bin; "
+                 "band: 95% t-interval, clipped to [0, 1]", fontsize=8)
     return fig
 
 
@@ -179,16 +222,17 @@ def lr_sweep(sweep: pd.DataFrame) -> plt.Figure:
                              constrained_layout=True)
     for ax, constraint in zip(axes[0], order):
         subset = sweep[sweep["constraint"] == constraint]
-        sns.lineplot(data=subset, x="lr", y="accuracy", hue="method", hue_order=methods, errorbar=t_interval,
-                     marker="o", markersize=3, ax=ax)
+        sns.lineplot(data=subset, x="lr", y="accuracy", hue="method", hue_order=methods,
+                     errorbar=proportion_interval, marker="o", markersize=3, ax=ax)
+        declare_bounds(ax, "y")
         diverged = subset[subset["diverged"].astype(bool)]
         if len(diverged):
             ax.scatter(diverged["lr"], diverged["accuracy"], marker="x", color="black", s=25, zorder=3,
                        label="diverged run (last finite weights)")
-        ax.set_xscale("log")
+        log_scale(ax, "x")
         ax.set(xlabel="learning rate (log scale)", ylabel="validation accuracy (fraction)",
-               title=f"weight constraint {_constraint_label(constraint)}")
-    _shared_legend(fig, "SGD rule")
+               title=f"validation split, weight constraint {_constraint_label(constraint)}")
+    _shared_legend(fig, "SGD readout\nlines: " + _interval_title(_seeds(sweep), True).replace("95%", "bands: 95%"))
     return fig
 
 

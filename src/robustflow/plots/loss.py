@@ -1,4 +1,5 @@
-"""Figures of the loss study; every panel shows the mean over seeds and a 95% t-interval."""
+"""Figures of the loss study; lines show the mean over seeds and bands the 95% Student-t interval
+over seeds (clipped to [0, 1] for accuracies)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,31 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from robustflow.plots.style import FULL_WIDTH_IN, NOISE_LABELS, apply_style, legend_outside, nothing_to_show
-from robustflow.stats import t_interval
+from robustflow.plots.style import (
+    FULL_WIDTH_IN,
+    NOISE_LABELS,
+    apply_style,
+    declare_bounds,
+    legend_outside,
+    log_scale,
+    nothing_to_show,
+)
+from robustflow.stats import is_proportion, proportion_interval, t_interval
+
+BANDS = "variant\n(line: mean over seeds;\nband: 95% t-interval)"
+
+
+def _interval(metric: str):
+    """The seaborn errorbar of ``metric``: clipped to [0, 1] for a proportion."""
+    return proportion_interval if is_proportion(metric.removeprefix("val_")) else t_interval
+
+
+def _bound(ax: plt.Axes, metric: str) -> None:
+    if is_proportion(metric.removeprefix("val_")):
+        declare_bounds(ax, "y")
+
 from robustflow.studies.loss.claims import reported_rows
+
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
     """Loss, validation top-1 and validation margin SNR against epoch."""
@@ -20,10 +43,11 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
         ("val_margin_snr", "validation margin SNR (mean/std)"),
     ]
     for ax, (column, label) in zip(axes, panels):
-        sns.lineplot(data=history, x="epoch", y=column, hue="variant", errorbar=t_interval, ax=ax)
+        sns.lineplot(data=history, x="epoch", y=column, hue="variant", errorbar=_interval(column), ax=ax)
+        _bound(ax, column)
         ax.set(xlabel="epoch", ylabel=label)
-    axes[0].set_yscale("log")
-    legend_outside(fig, axes[0])
+    log_scale(axes[0], "y")
+    legend_outside(fig, axes[0], BANDS)
     return fig
 
 
@@ -32,19 +56,20 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
     apply_style()
     rows = reported_rows(noise)
     types = list(dict.fromkeys(rows["noise"]))
-    fig, axes = plt.subplots(2, len(types), figsize=(FULL_WIDTH_IN, 4.2), sharex="col",
+    fig, axes = plt.subplots(2, len(types), figsize=(FULL_WIDTH_IN, 4.2), sharex="col", sharey="row",
                              squeeze=False, constrained_layout=True)
     for column, noise_type in enumerate(types):
         subset = rows[rows["noise"] == noise_type]
         for row, (metric, label) in enumerate([("top1", "test top-1 (fraction)"),
                                                 ("margin_snr", "margin SNR (mean/std)")]):
             ax = axes[row, column]
-            sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=t_interval,
+            sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=_interval(metric),
                          marker="o", markersize=3, ax=ax)
+            _bound(ax, metric)
             ax.set(xlabel=NOISE_LABELS[noise_type] if row == 1 else "", ylabel=label if column == 0 else "")
             if row == 0:
-                ax.set_title(noise_type.replace("_", " "))
-    legend_outside(fig, axes[0, 0])
+                ax.set_title(f"test set with {noise_type.replace('_', ' ')} noise")
+    legend_outside(fig, axes[0, 0], BANDS)
     return fig
 
 
@@ -53,7 +78,7 @@ def lambda_ablation(noise: pd.DataFrame, baseline: str) -> plt.Figure:
     lambda 0 is swept). A sweep without the clean level or a plain margin variant (no EMA, no
     mixup) gets a panel that says so; the plan does not target this figure for such a sweep."""
     apply_style()
-    xlabel = "margin target lambda (logit units, log scale)"
+    xlabel = "margin target lambda\n(logit units, log scale)"
     clean = reported_rows(noise)
     clean = clean[clean["level"] == 0]
     if clean.empty:
@@ -66,23 +91,24 @@ def lambda_ablation(noise: pd.DataFrame, baseline: str) -> plt.Figure:
     positive = margin.loc[margin["margin_lambda"] > 0, "margin_lambda"]
     linthresh = float(positive.min()) if len(positive) else 1.0
     if len(positive) < len(margin):  # log scale cannot show lambda 0
-        xlabel = "margin target lambda (logit units, symlog scale)"
+        xlabel = "margin target lambda\n(logit units, symlog scale)"
     base = clean[clean["variant"] == baseline]
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN * 0.75, 2.6), constrained_layout=True)
     for ax, (metric, label) in zip(axes, [("margin_snr", "clean margin SNR (mean/std)"),
                                           ("top1", "clean test top-1 (fraction)")]):
-        sns.lineplot(data=margin, x="margin_lambda", y=metric, errorbar=t_interval, marker="o", ax=ax,
+        sns.lineplot(data=margin, x="margin_lambda", y=metric, errorbar=_interval(metric), marker="o", ax=ax,
                      label="margin loss")
         if len(base):
-            low, high = t_interval(base[metric])
+            low, high = _interval(metric)(base[metric])
             ax.axhline(base[metric].mean(), color="grey", linestyle="--", label=f"{baseline} (baseline)")
-            ax.axhspan(low, high, color="grey", alpha=0.15)
+            ax.axhspan(low, high, color="grey", alpha=0.15, label=f"{baseline}: 95% t-interval")
+        _bound(ax, metric)
         if len(positive) < len(margin):
             ax.set_xscale("symlog", linthresh=linthresh)
         else:
-            ax.set_xscale("log")
-        ax.set(xlabel=xlabel, ylabel=label)
-        ax.legend(frameon=False)
+            log_scale(ax, "x")
+        ax.set(xlabel=xlabel, ylabel=label, title="clean test set")
+    legend_outside(fig, axes[0], "line: mean over seeds;\nband: 95% t-interval")
     return fig
 
 

@@ -1,7 +1,7 @@
 """Figures of the repeatability study (source 004): does a model give the same answer to the same
 input seen twice? Probabilities, consistencies, errors and disagreements are fractions in [0, 1];
 shifts are in pixels. Where a mark is a mean over seeds, its interval is the 95% Student-t
-interval over seeds (`robustflow.stats.t_interval`), clipped to [0, 1]; one seed gives none.
+interval over seeds clipped to [0, 1] (`robustflow.stats.proportion_interval`); one seed gives none.
 """
 
 from __future__ import annotations
@@ -16,19 +16,13 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
-from robustflow.plots.style import FULL_WIDTH_IN, apply_style, legend_outside, nothing_to_show
-from robustflow.stats import mean_ci, t_interval
+from robustflow.plots.style import FULL_WIDTH_IN, apply_style, declare_bounds, legend_outside, nothing_to_show
+from robustflow.stats import proportion_ci, proportion_interval
 
 TRANSLATE_PANELS = 4  # at most this many images in the translate figure
 RANDOM_SHIFT = "random_shift"
 TITLE_SIZE = 7
 ANNOTATED_SEEDS = 12  # more seeds than this: cells too small for numbers
-
-
-def proportion_interval(values) -> tuple[float, float]:
-    """The 95% t-interval of ``values`` clipped to [0, 1] (NaN bounds, no interval, for one value)."""
-    low, high = t_interval(values)
-    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
 
 
 def _order(values: pd.Series) -> list:
@@ -77,6 +71,7 @@ def flip_probability(perturbations: pd.DataFrame) -> plt.Figure:
                 hue_order=variants, palette=_palette(variants), errorbar=proportion_interval, capsize=0.1,
                 err_kws={"linewidth": 0.8}, ax=ax)
     ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, min(1.02, ax.get_ylim()[1])))
+    declare_bounds(ax, "y")
     if rotate:
         ax.tick_params(axis="x", rotation=90)
     marked = " Perturbations marked * are noise: each frame is compared with the clean frame 0; " \
@@ -112,6 +107,7 @@ def translate_probability(translate: pd.DataFrame) -> plt.Figure:
         ax.axvline(0, color="grey", linestyle=":", linewidth=0.8)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.set(xlabel=xlabel, ylabel=ylabel if ax is axes[0, 0] else "", ylim=(0, 1.02))
+        declare_bounds(ax, "y")
         ax.set_title(f"test image {image}", fontsize=TITLE_SIZE)
     legend_outside(fig, axes[0, 0])
     fig.suptitle(f"Output as the image shifts (seed {seed}; one run per line; dotted: no shift)",
@@ -142,6 +138,7 @@ def consistency_vs_shift(shifts: pd.DataFrame) -> plt.Figure:
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(None, min(1.0, ax.get_ylim()[1]) + 0.005))
+    declare_bounds(ax, "y")
     _title(ax, "Consistency under random shifts. Lines: mean over seeds; bands: 95% t-interval over seeds "
                "(clipped to [0, 1])." + _seed_note(rows), 60)
     legend_outside(fig, ax)
@@ -217,8 +214,7 @@ def corruption_vs_flip(runs: pd.DataFrame) -> plt.Figure:
         subset = runs[runs["variant"] == variant]
         centre, error = [], []
         for column in columns[1:]:
-            mean, low, high = mean_ci(subset[column])
-            low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+            mean, low, high = proportion_ci(subset[column])
             centre.append(mean)
             error.append([[mean - low], [high - mean]] if not math.isnan(low) else None)
         if any(math.isnan(value) for value in centre):
@@ -233,6 +229,8 @@ def corruption_vs_flip(runs: pd.DataFrame) -> plt.Figure:
         pad = 0.02 * (high - low)
         set_(max(low, -pad), min(high, 1.0 + pad))  # the margin for labels stays within [0, 1]
     ax.set(xlabel=xlabel, ylabel=ylabel)
+    declare_bounds(ax, "x")
+    declare_bounds(ax, "y")
     _title(ax, "Corruption error vs flip probability. Points: mean over seeds per variant; bars: 95% t-intervals "
                "over seeds (clipped to [0, 1])." + _seed_note(runs), 62)
     _label_points(ax, points, shown, [palette[v] for v in shown])
@@ -288,9 +286,7 @@ def seed_agreement(agreement: pd.DataFrame) -> plt.Figure:
         kappa_text = f"Fleiss' \u03ba = {kappa.iloc[0]:.3f}" if len(kappa) else "Fleiss' \u03ba undefined"
         title = variant if len(variant) <= 24 else textwrap.fill(variant.replace("-", "- "), 24).replace("- ", "-")
         ax.set_title(f"{title}\n{kappa_text}", fontsize=TITLE_SIZE)
-        first_column, last_row = index % columns_n == 0, index + columns_n >= len(variants)
-        ax.set_xlabel(xlabel if last_row else "")
-        ax.set_ylabel(ylabel if first_column else "")
+        ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.tick_params(axis="both", labelsize=7, rotation=0)
         panels.append((ax, [str(seed) for seed in matrix.index]))
     for ax in axes.flat[len(variants):]:

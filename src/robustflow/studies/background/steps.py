@@ -266,20 +266,3 @@ def influence(config: dict, run: dict, inputs, outputs) -> None:
                proponent_images=train.train_x[top["proponents"]].numpy() if len(chosen) else np.zeros((0, k)),
                proponent_labels=train.train_y[top["proponents"]].numpy(),
                proponent_scores=top["proponent_scores"].numpy(), classes=np.array(dataset.classes))
-
-
-# ----------------------------------------------------------------------------- aggregation
-
-
-
-
-
-
-
-
-
-
-
-
-
-

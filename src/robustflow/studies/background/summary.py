@@ -95,7 +95,7 @@ def saliency_grid(config: dict, job: dict, inputs, outputs) -> None:
     from robustflow.plots.background import saliency_grid as draw
     from robustflow.plots.style import save_figure
 
-    save_figure(draw([load_samples(path) for path in inputs.saliency]), outputs.pdf, outputs.png)
+    save_figure(draw([load_samples(path) for path in inputs.saliency], job["model"]), outputs.pdf, outputs.png)
 
 
 def influence_grid(config: dict, job: dict, inputs, outputs) -> None:
@@ -103,4 +103,4 @@ def influence_grid(config: dict, job: dict, inputs, outputs) -> None:
     from robustflow.plots.background import influence_grid as draw
     from robustflow.plots.style import save_figure
 
-    save_figure(draw(load_samples(inputs.samples[0])), outputs.pdf, outputs.png)
+    save_figure(draw(load_samples(inputs.samples[0]), job["model"]), outputs.pdf, outputs.png)
