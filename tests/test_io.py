@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from robustflow import io
-from robustflow.io import atomic_path, atomic_torch_save, current_umask, log_to, write_csv, write_json
+from robustflow.io import (
+    atomic_path,
+    atomic_torch_save,
+    current_umask,
+    log_to,
+    write_csv,
+    write_json,
+)
 
 
 def test_atomic_path_leaves_nothing_behind_on_failure(tmp_path):
@@ -72,7 +79,12 @@ def test_written_files_and_folders_follow_the_umask(umask, tmp_path):
 def test_checkpoints_follow_the_umask(umask, tmp_path):
     from robustflow.data import load_digits
     from robustflow.models import create_model
-    from robustflow.training import CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME, TrainSettings, train_classifier
+    from robustflow.training import (
+        CHECKPOINT_NAME,
+        PREVIOUS_CHECKPOINT_NAME,
+        TrainSettings,
+        train_classifier,
+    )
 
     data = load_digits(image_size=8)
     data = dataclasses.replace(data, train_x=data.train_x[:64], train_y=data.train_y[:64])  # modes, not learning
@@ -84,5 +96,5 @@ def test_checkpoints_follow_the_umask(umask, tmp_path):
 
 
 def test_light_jobs_import_neither_torch_nor_pandas():
-    subprocess.run([sys.executable, "-c", "import robustflow.jobs, sys; assert 'torch' not in sys.modules; "
-                    "assert 'pandas' not in sys.modules"], check=True)
+    check = "import robustflow.jobs, sys; assert 'torch' not in sys.modules; assert 'pandas' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], check=True)

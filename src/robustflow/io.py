@@ -16,10 +16,11 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,10 +95,8 @@ class _BesideProgressBars(logging.StreamHandler):
         if tqdm is None:
             super().emit(record)
             return
-        try:
-            tqdm.tqdm.write(self.format(record), file=self.stream)
-        except Exception:
-            self.handleError(record)
+        with tqdm.tqdm.external_write_mode(file=self.stream):
+            super().emit(record)
 
 
 @contextmanager
