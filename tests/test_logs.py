@@ -7,6 +7,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from robustflow.data import load_digits
@@ -78,15 +79,17 @@ assert "torch" not in sys.modules, "a light job imported torch"
     assert _value(lines, "config") == '{"x":1}'
 
 
-def test_training_logs_one_line_per_epoch_with_its_metrics_and_time(tmp_path):
+# devices=2: data-parallel workers are spawned processes; rank 0 must still write into the job's log.
+@pytest.mark.parametrize("devices", [1, 2])
+def test_training_logs_one_line_per_epoch_with_its_metrics_and_time(tmp_path, devices):
     data = load_digits(image_size=8)
     data = dataclasses.replace(data, train_x=data.train_x[:128], train_y=data.train_y[:128])
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=data.num_classes, img_size=8, features=(4, 8))
     log = tmp_path / "train.log"
+    settings = TrainSettings(epochs=2, batch_size=32, ema_decay=0.9, devices=devices)
     with log_to(log):
-        result = train_classifier(model, data, TrainSettings(epochs=2, batch_size=32, ema_decay=0.9),
-                                  tmp_path / "checkpoints")
+        result = train_classifier(model, data, settings, tmp_path / "checkpoints")
     lines = _lines(log)
     epoch_lines = [line for line in lines if re.search(r" epoch \d+/2 ", line)]
     assert len(epoch_lines) == 2

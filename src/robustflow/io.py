@@ -99,25 +99,35 @@ class _BesideProgressBars(logging.StreamHandler):
             super().emit(record)
 
 
+def log_records_to(stream, level: int = logging.INFO) -> logging.Handler:
+    """Send the library's log records at ``level`` and up to ``stream`` (and nowhere else: they
+    belong in the job's log, not on the console too); returns the handler it added."""
+    handler = _BesideProgressBars(stream)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
+
+
 @contextmanager
 def log_to(path: str | Path, header: dict[str, object] | None = None) -> Iterator[None]:
     """Send stderr (progress bars, warnings) and the library's log records (INFO and up) to `path`.
 
     The log starts with the ``header`` items (what the job runs), the Python and robustflow
     versions, the host and the start time, and ends with the elapsed time; a failure's traceback
-    lands there too. Restores stderr and the logger before the exception propagates, so the
-    caller still reports it.
+    lands there too. File descriptor 2 points at the log as well, so that what spawned processes
+    (data-parallel workers) and C libraries write lands in it. Restores stderr and the logger
+    before the exception propagates, so the caller still reports it.
     """
-    previous = sys.stderr
+    previous, previous_fd = sys.stderr, os.dup(2)
     logger = logging.getLogger(LOGGER_NAME)
     saved = logger.level, logger.propagate
-    with open(path, "w") as log:
-        handler = _BesideProgressBars(log)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    with open(path, "w", buffering=1) as log:  # line-buffered: its lines and the workers' do not mix
         sys.stderr = log
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False  # the job's records belong in its log, not on the console too
+        os.dup2(log.fileno(), 2)
+        handler = log_records_to(log)
         started = time.monotonic()
         _log_header(logger, header or {})
         try:
@@ -132,6 +142,9 @@ def log_to(path: str | Path, header: dict[str, object] | None = None) -> Iterato
             logger.removeHandler(handler)
             logger.setLevel(saved[0])
             logger.propagate = saved[1]
+            log.flush()
+            os.dup2(previous_fd, 2)
+            os.close(previous_fd)
             sys.stderr = previous
 
 

@@ -66,7 +66,7 @@ from robustflow.data.augment import (
     random_flip,
     to_unit_float,
 )
-from robustflow.io import atomic_path
+from robustflow.io import atomic_path, log_records_to
 from robustflow.losses import build_loss
 from robustflow.metrics import classification_metrics
 
@@ -756,7 +756,7 @@ def _train_data_parallel(job: _Job, device: torch.device) -> TrainResult:
         distributed.launch_workers(
             _data_parallel_worker,
             job.settings.devices,
-            (job, device.type, torch.get_rng_state(), threads),
+            (job, device.type, torch.get_rng_state(), threads, logger.getEffectiveLevel()),
             distributed.backend_for(device.type),
         )
     except torch.multiprocessing.ProcessExitedException as error:
@@ -772,8 +772,11 @@ def _train_data_parallel(job: _Job, device: torch.device) -> TrainResult:
     return _result(state, has_ema=bool(job.settings.ema_decay))
 
 
-def _data_parallel_worker(rank, world_size, job: _Job, device_type: str, parent_rng_state, threads: int) -> None:
+def _data_parallel_worker(rank, world_size, job: _Job, device_type: str, parent_rng_state, threads: int,
+                          log_level: int) -> None:
     torch.set_num_threads(threads)
+    if rank == 0:  # rank 0 reports the epochs; its stderr is the job's (see `robustflow.io.log_to`)
+        log_records_to(sys.stderr, log_level)
     # Spawned processes receive tensors in shared memory: without a private copy all ranks
     # would step the same parameters.
     job = dataclasses.replace(job, model=copy.deepcopy(job.model))
