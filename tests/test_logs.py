@@ -19,7 +19,7 @@ from robustflow.training import TrainSettings, train_classifier
 
 
 class _Namedlist(dict):
-    """Snakemake's params and wildcards as run_step reads them: by attribute, ``.get`` and ``.items()``."""
+    """Snakemake's params as run_step reads them: by attribute and with ``.get``."""
 
     def __getattr__(self, name):
         return self[name]
@@ -28,7 +28,7 @@ class _Namedlist(dict):
 def _snakemake_job(log, config, job, rule="learning_rule_cell", output=None):
     """The attributes of Snakemake's ``snakemake`` object that run_step reads."""
     return SimpleNamespace(log=[str(log)], rule=rule, threads=1, resources=SimpleNamespace(gpu=0),
-                           params=_Namedlist(config=config, job=job), wildcards=_Namedlist(job),
+                           params=_Namedlist(config=config, job=job),
                            input=files(), output=output or files())
 
 
@@ -51,7 +51,7 @@ def test_job_log_starts_with_what_it_runs_and_ends_with_the_elapsed_time(tmp_pat
     assert json.loads(_value(lines, "config")) == config
     assert json.loads(_value(lines, "job")) == {"run": "ce-s0", "seed": 0}
     assert _value(lines, "rule").startswith("loss_train (step ")
-    for key in ("study", "wildcards", "python", "robustflow", "host", "start", "torch"):
+    for key in ("study", "python", "robustflow", "host", "start", "torch"):
         assert _value(lines, key), key
     assert f"{torch.get_num_threads()} threads" in _value(lines, "torch")
     assert re.search(r" done in \d+\.\d s$", lines[-1])
@@ -68,7 +68,7 @@ from robustflow.jobs import files, run_step
 class Namedlist(dict):
     __getattr__ = dict.__getitem__
 smk = SimpleNamespace(log=[{str(tmp_path / "light.log")!r}], rule="loss_figure", threads=1,
-                      resources=SimpleNamespace(), params=Namedlist(config={{"x": 1}}), wildcards=Namedlist(),
+                      resources=SimpleNamespace(), params=Namedlist(config={{"x": 1}}),
                       input=files(), output=files(table={str(tmp_path / "out.json")!r}))
 run_step(smk, lambda config, job, inputs, outputs: write_json(config, outputs.table))
 assert "torch" not in sys.modules, "a light job imported torch"

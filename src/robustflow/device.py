@@ -33,7 +33,8 @@ def describe_torch() -> str:
         devices = f"{torch.cuda.device_count()} CUDA device(s) visible (CUDA_VISIBLE_DEVICES={visible})"
     else:
         devices = "cpu only (no CUDA device visible)"
-    return f"{torch.__version__} (CUDA build {torch.version.cuda or 'none'}), {torch.get_num_threads()} threads, {devices}"
+    build = f"CUDA build {torch.version.cuda or 'none'}"
+    return f"{torch.__version__} ({build}), {torch.get_num_threads()} threads, {devices}"
 
 
 def claim_gpu_slot(gpus: int, slot_dir: str | Path | None = None, timeout: float | None = None) -> tuple[str, ...]:

@@ -68,14 +68,14 @@ def run_step(smk, step: Step) -> None:
 
 
 def job_header(smk, step: Step) -> dict[str, str]:
-    """What the job ``smk`` runs, for the top of its log: study, rule and step, its job record and
-    wildcards, and the config it reads (the plain params, so that echoing them reads no key)."""
+    """What the job ``smk`` runs, for the top of its log: study, rule and step, its job record (the
+    wildcards and the run or variant they name) and the config it reads (the plain params, not a
+    recording copy, so that echoing them reads no key)."""
     study = step.__module__.removeprefix("robustflow.studies.").removesuffix(".steps")
     return {
         "study": study,
         "rule": f"{smk.rule} (step {step.__qualname__})",
         "job": compact_json(dict(smk.params.get("job") or {})),
-        "wildcards": compact_json(dict(smk.wildcards.items())),
         "config": compact_json(smk.params.config),
     }
 

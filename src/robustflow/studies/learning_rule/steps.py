@@ -54,6 +54,7 @@ SUMMARY_VALUES = ["accuracy", "output_ratio", "margin_snr", "normalized_margin",
 
 logger = logging.getLogger(__name__)
 
+
 def load_task(task_cfg: dict) -> BinaryTask:
     """The study's binary task from the config's ``learning_rule_study.task`` section."""
     source = task_cfg["source"]
