@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -22,6 +23,18 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def configure_threads(threads: int) -> None:
     """One job, `threads` cores: Snakemake runs several jobs side by side."""
     torch.set_num_threads(max(1, int(threads)))
+
+
+def describe_torch() -> str:
+    """torch's version, CUDA build, threads and the devices this job sees, without starting CUDA
+    (a device name would create a context in a process that may only spawn data-parallel workers)."""
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        devices = f"{torch.cuda.device_count()} CUDA device(s) visible (CUDA_VISIBLE_DEVICES={visible})"
+    else:
+        devices = "cpu only (no CUDA device visible)"
+    build = f"CUDA build {torch.version.cuda or 'none'}"
+    return f"{torch.__version__} ({build}), {torch.get_num_threads()} threads, {devices}"
 
 
 def claim_gpu_slot(gpus: int, slot_dir: str | Path | None = None, timeout: float | None = None) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 
 from robustflow.io import log_to, write_json
 
+logger = logging.getLogger(__name__)
 TRACE_ENV = "ROBUSTFLOW_TRACE_READS"
 Step = Callable[[dict, dict, Any, Any], None]
 
@@ -35,15 +37,23 @@ def files(**paths) -> SimpleNamespace:
 
 
 def run_step(smk, step: Step) -> None:
-    """Run ``step`` for the Snakemake job ``smk``: log to its log file, claim its GPUs, set its
-    threads, call the step with the job's config, record, then write the config trace if asked for."""
-    with log_to(smk.log[0]):
+    """Run ``step`` for the Snakemake job ``smk``: log to its log file (starting with what it runs),
+    claim its GPUs, set its threads, call the step with the job's config, record, then write the
+    config trace if asked for."""
+    with log_to(smk.log[0], job_header(smk, step)):
         gpus = int(getattr(smk.resources, "gpu", 0) or 0)
         if gpus or "torch" in sys.modules:
-            from robustflow.device import claim_gpu_slot, configure_threads
+            from robustflow.device import (
+                claim_gpu_slot,
+                configure_threads,
+                describe_torch,
+            )
 
             claim_gpu_slot(gpus)  # before anything touches CUDA
             configure_threads(smk.threads)
+            logger.info("torch: %s", describe_torch())
+        else:
+            logger.info("torch: not imported (this step does not use it)")
         config = smk.params.config
         trace_dir = os.environ.get(TRACE_ENV)
         reads: set[tuple] = set()
@@ -55,6 +65,24 @@ def run_step(smk, step: Step) -> None:
             write_json({"rule": smk.rule, "log": str(smk.log[0]),
                         "unread": [_key_text(path) for path in unread_keys(smk.params.config, reads)]},
                        Path(trace_dir) / f"{name}.json")
+
+
+def job_header(smk, step: Step) -> dict[str, str]:
+    """What the job ``smk`` runs, for the top of its log: study, rule and step, its job record (the
+    wildcards and the run or variant they name) and the config it reads (the plain params, not a
+    recording copy, so that echoing them reads no key)."""
+    study = step.__module__.removeprefix("robustflow.studies.").removesuffix(".steps")
+    return {
+        "study": study,
+        "rule": f"{smk.rule} (step {step.__qualname__})",
+        "job": compact_json(dict(smk.params.get("job") or {})),
+        "config": compact_json(smk.params.config),
+    }
+
+
+def compact_json(value) -> str:
+    """``value`` as one line of JSON with sorted keys (values JSON lacks, such as paths, as text)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 class _RecordingDict(dict):

@@ -42,6 +42,7 @@ accuracy); all evaluation uses float64 outputs so that huge finite weights do no
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from robustflow.noise import apply_noise, noise_generator
 METHODS = ("hebbian", "hebbian_margin", "sgd_mse", "sgd_ce")
 N_OUTPUTS = 2
 SGD_INIT_STD = 0.01
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -283,6 +286,9 @@ def select_learning_rate(
         table.append(row)
     best = max(range(len(table)), key=lambda i: (_score(table[i]), -i))
     table[best]["selected"] = True
+    tried = ", ".join(f"{row['lr']:g}: " + ("diverged" if row["diverged"] else f"val accuracy {row['accuracy']:.4f}")
+                      for row in table)
+    logger.info("%s lr sweep (seed %s): %s; chose lr %g", method, train_kwargs.get("seed", 0), tried, lrs[best])
     return lrs[best], table
 
 

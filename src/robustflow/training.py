@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import itertools
+import logging
 import math
 import os
 import pickle
@@ -42,6 +43,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
@@ -64,7 +66,7 @@ from robustflow.data.augment import (
     random_flip,
     to_unit_float,
 )
-from robustflow.io import atomic_path
+from robustflow.io import atomic_path, log_records_to
 from robustflow.losses import build_loss
 from robustflow.metrics import classification_metrics
 
@@ -75,6 +77,10 @@ PREVIOUS_CHECKPOINT_NAME = "previous.pt"
 EXECUTION_FIELDS = ("amp", "channels_last", "compile", "devices")
 # Exit code of a data-parallel worker stopped by SIGTERM (128 + SIGTERM, as a shell reports it).
 PREEMPTED_EXIT_CODE = 128 + signal.SIGTERM
+# History columns of the per-epoch log line besides the train_* ones; the history holds all metrics.
+LOGGED_VALIDATION = ("val_top1", "val_loss", "ema_val_top1", "ema_val_loss")
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -750,7 +756,7 @@ def _train_data_parallel(job: _Job, device: torch.device) -> TrainResult:
         distributed.launch_workers(
             _data_parallel_worker,
             job.settings.devices,
-            (job, device.type, torch.get_rng_state(), threads),
+            (job, device.type, torch.get_rng_state(), threads, logger.getEffectiveLevel()),
             distributed.backend_for(device.type),
         )
     except torch.multiprocessing.ProcessExitedException as error:
@@ -766,8 +772,11 @@ def _train_data_parallel(job: _Job, device: torch.device) -> TrainResult:
     return _result(state, has_ema=bool(job.settings.ema_decay))
 
 
-def _data_parallel_worker(rank, world_size, job: _Job, device_type: str, parent_rng_state, threads: int) -> None:
+def _data_parallel_worker(rank, world_size, job: _Job, device_type: str, parent_rng_state, threads: int,
+                          log_level: int) -> None:
     torch.set_num_threads(threads)
+    if rank == 0:  # rank 0 reports the epochs; its stderr is the job's (see `robustflow.io.log_to`)
+        log_records_to(sys.stderr, log_level)
     # Spawned processes receive tensors in shared memory: without a private copy all ranks
     # would step the same parameters.
     job = dataclasses.replace(job, model=copy.deepcopy(job.model))
@@ -801,11 +810,41 @@ def _train(job: _Job, device: torch.device, sigterm_received: Callable[[], bool]
     per_sample = {name: tensor.to(device) for name, tensor in job.objective.per_sample_data().items()}
     train_set = _TrainSet(job.data.train_x.to(device), job.data.train_y.to(device), per_sample)
     epochs = range(len(state.history) + 1, job.settings.epochs + 1)
+    if rank == 0:
+        _log_start(job, device, world_size, resumed_epochs=len(state.history))
+    started = time.monotonic()
     for epoch in tqdm(epochs, desc="epochs", disable=not (job.progress and rank == 0), initial=len(state.history),
                       total=job.settings.epochs):
+        epoch_started = time.monotonic()
         totals = _train_epoch(run, train_set, epoch)
         _end_epoch(run, state, epoch, totals)
+        if rank == 0:
+            now = time.monotonic()
+            logger.info(_epoch_line(state, job.settings.epochs, now - epoch_started, now - started))
     return _result(state, has_ema=parts.ema is not None) if rank == 0 else None
+
+
+def _log_start(job: _Job, device: torch.device, world_size: int, resumed_epochs: int) -> None:
+    settings = job.settings
+    resumed = f", resuming after epoch {resumed_epochs} of {job.checkpoint_path}" if resumed_epochs else ""
+    logger.info(
+        "training objective %s: %d epochs, batch %d, %s lr %g, %s schedule, loss %s, on %s x %d; %d train / %d val images%s",
+        job.objective.identity(), settings.epochs, settings.batch_size, settings.optimizer,
+        settings.lr, settings.schedule, settings.loss, device, world_size, len(job.data.train_x),
+        len(job.data.val_x), resumed,
+    )
+
+
+def _epoch_line(state: _LoopState, epochs: int, seconds: float, elapsed: float) -> str:
+    """The log line of the epoch just ended: its lr and train metrics, validation top-1 and loss,
+    the best epochs so far and how long it took."""
+    record = state.history[-1]
+    shown = [key for key in record if key == "lr" or key.startswith("train_") or key in LOGGED_VALIDATION]
+    metrics = " ".join(f"{key}={record[key]:.4g}" for key in shown)
+    best = f"best val_top1={state.best['top1']:.4g}@{state.best['epoch']}"
+    if "ema_val_top1" in record:
+        best += f" best ema_val_top1={state.ema_best['top1']:.4g}@{state.ema_best['epoch']}"
+    return f"epoch {record['epoch']}/{epochs} {metrics} {best} time={seconds:.1f}s elapsed={elapsed:.1f}s"
 
 
 def _placed_model(model: nn.Module, settings: TrainSettings, device: torch.device, parallel: bool) -> nn.Module:

@@ -12,6 +12,7 @@ scale-free margin measures of ``robustflow.metrics``.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -47,6 +48,9 @@ METRICS_COLUMNS = [*CELL_COLUMNS, "lo", "hi", "seed", "lr", "diverged", *TEST_ME
 READOUT_METRICS = ["accuracy", "top1", "top5", "nll", "ece", "mean_confidence", "margin_mean",
                    "margin_std", "margin_snr", "normalized_margin", "output_ratio"]
 SWEEP_COLUMNS = [*CELL_COLUMNS, "seed", "lr", "selected", "diverged", *READOUT_METRICS]
+
+logger = logging.getLogger(__name__)
+
 
 def load_task(task_cfg: dict) -> BinaryTask:
     """The study's binary task from the config's ``learning_rule_study.task`` section."""
@@ -123,6 +127,9 @@ def cell(config: dict, job: dict, inputs, outputs) -> None:
                                  study_cfg["noise_levels"], seed=seed)
         noise_rows += [{**cell, "seed": seed, **row} for row in noise]
         weights[f"seed{seed}"] = result.weights.numpy()
+        logger.info("cell method %s, constraint %s, seed %d: lr %g (%s), test accuracy %.4f%s", method,
+                    job["constraint"], seed, lr, "chosen by the sweep" if sweep else "fixed", test["accuracy"],
+                    f", diverged at epoch {result.diverged_epoch}" if result.diverged else "")
 
     write_csv(pd.DataFrame(metrics_rows, columns=METRICS_COLUMNS), outputs.metrics)
     write_csv(pd.DataFrame(noise_rows), outputs.noise)
