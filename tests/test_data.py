@@ -2,6 +2,8 @@
 
 import pickle
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -102,6 +104,36 @@ def test_stratified_split_partitions_indices():
     assert Counter(labels[test]) == {0: 5, 1: 5, 2: 5, 3: 5}
     with pytest.raises(ValueError, match="fractions"):
         stratified_split(labels, (0.6, 0.5), seed=0)
+
+
+def test_stratified_split_sizes_shares_and_seeds():
+    # classes of 50, 30 and 20: a part of ceil(0.15 * 100) = 15 takes shares 7.5, 4.5, 3 -> 8, 4, 3
+    # (the largest remainder, an equal tie, goes to the earlier class)
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    train, val, test = stratified_split(labels, (0.15, 0.15), seed=0)
+    assert len(test) == 15 and Counter(labels[test].tolist()) == {0: 8, 1: 4, 2: 3}
+    # the val part shares 15 among what is left (42, 26, 17): 7.41, 4.59, 3.0 -> 7, 5, 3
+    assert len(val) == 15 and Counter(labels[val].tolist()) == {0: 7, 1: 5, 2: 3}
+    assert len(train) == 70 and all(np.all(np.diff(part) > 0) for part in (train, val, test))
+    again = stratified_split(labels, (0.15, 0.15), seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train, val, test)))
+    other = stratified_split(labels, (0.15, 0.15), seed=1)
+    assert not np.array_equal(other[2], test)
+    with pytest.raises(ValueError, match="cannot hold each of the 3 classes"):
+        stratified_split(labels, (0.01,), seed=0)  # a part of 1 image for 3 classes
+
+
+def test_digits_are_scikit_learns_without_importing_it():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from robustflow.data.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    reference = sklearn_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+    code = "import sys; from robustflow.data import load_digits; load_digits(); print('sklearn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_load_dataset_registry():

@@ -6,6 +6,7 @@ the per-channel mean/std of the train split, so training code never touches file
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -116,27 +117,39 @@ def stratified_split(
     """Split ``range(len(labels))`` into ``len(fractions) + 1`` disjoint, class-stratified parts.
 
     ``fractions`` are the sizes of the trailing parts (e.g. ``(val, test)``); the first part
-    gets the rest. Each part's indices are sorted, so a split keeps the source order.
+    gets the rest. A part of fraction f holds ceil(f x N) images (scikit-learn's
+    ``train_test_split`` sizes), shared among the classes in proportion to the images each has
+    left (largest remainders), each class's images taken in a seeded random order; the last
+    part is drawn first. Each part's indices are sorted, so a split keeps the source order.
+    NumPy only: scikit-learn's splitter would cost every job about a second of imports.
     """
-    from sklearn.model_selection import train_test_split  # here: sklearn costs ~1 s to import
-
     labels = np.asarray(labels)
     if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1:
         raise ValueError(f"split fractions must each lie in (0, 1) and sum to less than 1, got {tuple(fractions)}")
     rng = np.random.default_rng(seed)
-    remaining = np.arange(len(labels))
+    classes, codes = np.unique(labels, return_inverse=True)
+    members = [rng.permutation(np.flatnonzero(codes == k)) for k in range(len(classes))]
+    left = np.array([len(m) for m in members])
     parts = []
-    left = 1.0
     for fraction in reversed(fractions):
-        remaining, part = train_test_split(
-            remaining,
-            test_size=fraction / left,
-            stratify=labels[remaining],
-            random_state=int(rng.integers(2**31 - 1)),
-        )
-        parts.append(np.sort(part))
-        left -= fraction
-    return [np.sort(remaining), *reversed(parts)]
+        size = math.ceil(fraction * len(labels))
+        if size < len(classes) or left.sum() - size < len(classes):
+            raise ValueError(f"a split part of {size} of {len(labels)} images, with {left.sum() - size} left, "
+                             f"cannot hold each of the {len(classes)} classes; change the split fractions")
+        counts = _proportional_counts(size, left)
+        parts.append(np.sort(np.concatenate([m[n - c:n] for m, n, c in zip(members, left, counts)])))
+        left = left - counts
+    return [np.sort(np.concatenate([m[:n] for m, n in zip(members, left)])), *reversed(parts)]
+
+
+def _proportional_counts(total: int, sizes: np.ndarray) -> np.ndarray:
+    """``total`` shared among groups of ``sizes`` in proportion to them: floors of the exact
+    shares, then one more for the largest remainders (the earlier group on a tie)."""
+    exact = total * sizes / sizes.sum()
+    counts = np.floor(exact).astype(int)
+    extra = np.argsort(-(exact - counts), kind="stable")[: total - counts.sum()]
+    counts[extra] += 1
+    return np.minimum(counts, sizes)
 
 
 # The loaders import ImageSplits and the helpers above from this package, so they come after.

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from robustflow.data import ImageSplits, stratified_split
 from robustflow.data.cifar10 import DatasetNotFoundError
+from robustflow.data.digits import DIGITS_MAX_VALUE, digits_arrays
 from robustflow.data_files import BG_CHALLENGE_HOW_TO_GET, BG_CHALLENGE_VARIATIONS
 from robustflow.io import atomic_torch_save
 
@@ -260,12 +261,10 @@ def _check_generation(n_classes: int, correlation: float, image_size: int, digit
 
 def _digit_images(n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8x8 digits of the first ``n_classes`` classes, in [0, 1], and their labels."""
-    from sklearn.datasets import load_digits as sklearn_load_digits
-
-    bunch = sklearn_load_digits()
-    keep = bunch.target < n_classes
-    return (torch.as_tensor(bunch.images[keep], dtype=torch.float32) / 16.0,
-            torch.as_tensor(bunch.target[keep], dtype=torch.int64))
+    images, labels = digits_arrays()
+    keep = labels < n_classes
+    return (torch.as_tensor(images[keep], dtype=torch.float32) / DIGITS_MAX_VALUE,
+            torch.as_tensor(labels[keep], dtype=torch.int64))
 
 
 def generate_backgrounds_set(

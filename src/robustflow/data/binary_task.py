@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustflow.data.digits import DIGITS_MAX_VALUE, digits_arrays
 from robustflow.data_files import IMAGE_SUFFIXES
 
 
@@ -110,8 +111,6 @@ def digits_binary_task(
     (seeded by ``split_seed``) to the size of the smaller one, which matters for one-vs-rest
     splits such as ``positive=(0,), negative=(1, ..., 9)``.
     """
-    from sklearn.datasets import load_digits
-
     positive = tuple(int(d) for d in positive)
     negative = tuple(int(d) for d in negative)
     for name, digits in (("positive", positive), ("negative", negative)):
@@ -123,9 +122,9 @@ def digits_binary_task(
         raise ValueError(f"positive {positive} and negative {negative} share digits")
     _check_split_arguments(image_size, test_fraction)
 
-    digits = load_digits()
-    images = torch.as_tensor(digits.images, dtype=torch.float32) / 16.0
-    targets = torch.as_tensor(digits.target, dtype=torch.int64)
+    digit_images, digit_labels = digits_arrays()
+    images = torch.as_tensor(digit_images, dtype=torch.float32) / DIGITS_MAX_VALUE
+    targets = torch.as_tensor(digit_labels, dtype=torch.int64)
     is_positive = torch.isin(targets, torch.tensor(positive))
     is_negative = torch.isin(targets, torch.tensor(negative))
 

@@ -179,7 +179,7 @@ def _folder_problems(task: dict, sgd_methods: list[str]) -> list[str]:
                  for folder in folders if counts[folder] == 1]
     if problems or not sgd_methods:
         return problems
-    # What the cells draw (binary_task._stratified_split, then sklearn's stratified validation split).
+    # What the cells draw (binary_task._stratified_split, then data.stratified_split's validation part).
     train = {folder: n - min(max(round(n * task["test_fraction"]), 1), n - 1) for folder, n in counts.items()}
     n_train = sum(train.values())
     n_val = math.ceil(task["val_fraction"] * n_train)
