@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustflow.claims import VERDICTS
+from robustflow.claims import NOT_TESTABLE, VERDICTS
 from robustflow.config import ConfigError, load_schema
 from robustflow.corruptions import SEVERITIES
 from robustflow.data.cifar10c import check_cifar10c, load_cifar10c
@@ -273,3 +273,14 @@ def test_unknown_model_id_is_named():
 def test_missing_manifest_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="manifest"):
         steps.cifar10c_root(Path(tmp_path) / "nope.json")
+
+
+def test_comparisons_of_unconverged_runs_are_not_testable(pipeline):
+    # One epoch cannot show convergence, so every claim that compares trained variants says so;
+    # fine-tuning compares each model with itself and is judged on its interval.
+    _, _, _, tables = pipeline
+    directional = tables["claims"].set_index("claim_id").loc[[c.claim_id for c in claims.DIRECTIONAL_CLAIMS]]
+    compared = directional.drop(index=claims.FINETUNING_RAISES_CORRUPTED.claim_id)
+    assert (compared["verdict"] == NOT_TESTABLE).all()
+    assert compared["reason"].str.contains("not converged").all()
+    assert "not converged" not in directional.loc[claims.FINETUNING_RAISES_CORRUPTED.claim_id, "reason"]

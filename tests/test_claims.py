@@ -6,8 +6,11 @@ from scipy import stats as scipy_stats
 
 from robustflow.claims import (
     COLUMNS,
+    NOT_TESTABLE,
     Claim,
+    better_than_chance,
     claims_markdown,
+    converged,
     judge,
     verdict_table,
 )
@@ -154,3 +157,70 @@ def test_learning_rule_claims_are_consistent_with_the_source():
         assert change.kind == "relative_change"
         assert change.claimed == pytest.approx(snr / hebbian - 1, abs=1e-3)
     assert isinstance(verdict_table([]), pd.DataFrame)
+
+
+# ----------------------------------------------------------------------------- not testable at this scale
+
+
+def _histories(**val_top1_per_run) -> pd.DataFrame:
+    """A per-epoch history table: run -> its validation top-1 at epochs 1..n."""
+    return pd.DataFrame([{"run": run, "epoch": epoch, "val_top1": value}
+                         for run, values in val_top1_per_run.items() for epoch, value in enumerate(values, 1)])
+
+
+PRETRAINING_RAISES = Claim("pretraining_raises_accuracy", "source 002", "pretraining raises accuracy",
+                           "top-1 pretrained - scratch", 0.0, "above", min_effect=0.02)
+CONVERGED = _histories(a=[0.5, 0.8, 0.9, 0.95, 0.951], b=[0.6, 0.9, 0.94, 0.95, 0.955])
+
+
+def test_converged_effect_is_reproduced():
+    precondition = converged(CONVERGED)
+    assert precondition.holds and "converged" in precondition.reason
+    row = judge(PRETRAINING_RAISES, [0.05, 0.04, 0.06], comparable=True, preconditions=[precondition])
+    assert row["verdict"] == "reproduced"
+
+
+def test_converged_absent_effect_with_a_narrow_interval_is_not_reproduced():
+    row = judge(PRETRAINING_RAISES, [-0.004, 0.003, -0.001], comparable=True, preconditions=[converged(CONVERGED)])
+    assert row["ci_high"] < PRETRAINING_RAISES.min_effect
+    assert row["verdict"] == "not reproduced"
+
+
+def test_a_run_still_learning_makes_the_claim_not_testable_and_names_it():
+    histories = _histories(a=[0.5, 0.8, 0.9, 0.95, 0.951], rising=[0.2, 0.3, 0.4, 0.5, 0.6])
+    precondition = converged(histories)
+    assert not precondition.holds and "rising" in precondition.reason and "+0.1" in precondition.reason
+    row = judge(PRETRAINING_RAISES, [0.05, 0.04, 0.06], comparable=True, preconditions=[precondition])
+    assert row["verdict"] == NOT_TESTABLE
+    assert row["reason"].startswith("not converged") and "n=3" in row["reason"]
+
+
+def test_an_interval_wider_than_the_effect_is_not_testable_not_absent():
+    row = judge(PRETRAINING_RAISES, [-0.04, 0.3, 0.1], comparable=True, preconditions=[converged(CONVERGED)])
+    assert row["ci_low"] < 0 < PRETRAINING_RAISES.min_effect < row["ci_high"]
+    assert row["verdict"] == NOT_TESTABLE and "too wide" in row["reason"]
+    # Without a stated smallest effect the same interval is judged as before.
+    plain = Claim("c", "source 002", "s", "m", 0.0, "above")
+    assert judge(plain, [-0.04, 0.3, 0.1], comparable=True)["verdict"] == "not reproduced"
+
+
+def test_at_most_min_effect_reaches_below_the_claim():
+    falls = Claim("c", "source 002", "accuracy falls", "top-1 change", 0.0, "at_most", min_effect=0.02)
+    assert judge(falls, [-0.1, 0.05, -0.02], comparable=True)["verdict"] == NOT_TESTABLE
+    assert judge(falls, [0.004, 0.001, 0.006], comparable=True)["verdict"] == "not reproduced"
+    assert judge(falls, [-0.05, -0.04, -0.06], comparable=True)["verdict"] == "reproduced"
+
+
+def test_a_source_model_at_chance_makes_the_claim_not_testable():
+    at_chance = better_than_chance([0.21, 0.6], n_classes=5, what="source-task model")
+    assert not at_chance.holds and "0.21" in at_chance.reason and "chance 0.2" in at_chance.reason
+    assert better_than_chance([0.9, 0.6], n_classes=5, what="source-task model").holds
+    row = judge(PRETRAINING_RAISES, [0.05, 0.04, 0.06], comparable=True, preconditions=[at_chance])
+    assert row["verdict"] == NOT_TESTABLE
+
+
+def test_min_effect_needs_a_one_sided_kind_and_a_positive_size():
+    with pytest.raises(ValueError, match="min_effect"):
+        Claim("c", "s", "s", "m", 0.0, "value", min_effect=0.02)
+    with pytest.raises(ValueError, match="min_effect"):
+        Claim("c", "s", "s", "m", 0.0, "above", min_effect=0.0)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from robustflow.claims import VERDICTS
 from robustflow.jobs import TRACE_ENV, read_trace
 from robustflow.plots.style import CHECK_ENV
 from tests.fixtures import paper_overrides, write_image_folder_fixture
@@ -195,7 +196,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert {"top1_mean", "top1_ci_low", "top1_ci_high", "n"} <= set(summary.columns)
     assert (summary["n"] == 2).all()
     claims = pd.read_csv(results / "tables" / "loss_claims.csv")
-    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
+    assert set(claims["verdict"]) <= set(VERDICTS)
     for rule in ["train", "evaluate"]:
         assert len(list((results / "logs" / "loss_study" / rule).glob("*.log"))) == 8
 
@@ -216,7 +217,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert len(robustness) == 4 * (1 + 2 * 5)
     arch_claims = pd.read_csv(results / "tables" / "architecture_claims.csv")
     verdicts = set(arch_claims["verdict"])
-    assert verdicts <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
+    assert verdicts <= set(VERDICTS)
     # Source 002's CIFAR-10 numbers cannot be compared with a digits run, and the table says so.
     assert "not comparable" in verdicts
     for figure in ["accuracy_per_variation", "gap_per_method", "foreground_share", "saliency_grid_cnn",
@@ -228,7 +229,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     assert len(gaps) == 2 * 2 * 2
     assert (gaps["gap_original_minus_mixed_rand"] == gaps["original"] - gaps["mixed_rand"]).all()
     bg_claims = pd.read_csv(results / "tables" / "background_claims.csv")
-    assert set(bg_claims["verdict"]) <= {"reproduced", "not reproduced", "not comparable", "inconclusive"}
+    assert set(bg_claims["verdict"]) <= set(VERDICTS)
     assert len(list((results / "logs" / "background_study" / "train").glob("*.log"))) == 8
     for figure in ["flip_probability", "translate_probability", "consistency_vs_shift", "corruption_vs_flip",
                    "seed_agreement"]:

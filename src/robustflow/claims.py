@@ -6,7 +6,10 @@ A ``Claim`` is one number a source states; ``judge`` compares it with repeated m
 1. ``"not comparable"`` when the caller says the measurement does not test the claim
    (``comparable=False``, e.g. other data or another SNR definition); a reason is required.
 2. ``"inconclusive"`` when fewer than 2 finite measurements exist (no interval can be formed).
-3. With ``mean, [lo, hi]`` the mean and 95% Student-t interval of the finite measurements:
+3. ``"not testable at this scale"`` when a `Precondition` the caller measured fails (the
+   models did not converge, the source-task model is no better than chance): the config
+   could not have shown the effect, so neither verdict would mean anything.
+4. With ``mean, [lo, hi]`` the mean and 95% Student-t interval of the finite measurements:
 
    - kinds ``"value"``, ``"ratio"``, ``"relative_change"``: ``"reproduced"`` when the claimed
      value lies in ``[lo, hi]`` or within ``rel_tol`` of the mean
@@ -18,6 +21,12 @@ A ``Claim`` is one number a source states; ``judge`` compares it with repeated m
    - ``"above"``: ``"reproduced"`` when ``lo > claimed``, strictly: the kind for "X raises /
      shrinks / beats Y" claims on paired differences, where differences that are all exactly
      0 (a zero-width interval at 0) show no effect and must not count as one.
+
+   A one-sided claim with a ``min_effect`` (the smallest effect the claim is about) that
+   would be ``"not reproduced"`` while its interval still reaches ``claimed + min_effect``
+   (``"at_least"``, ``"above"``; ``claimed - min_effect`` for ``"at_most"``) is
+   ``"not testable at this scale"`` instead: the interval is too wide to tell the effect from
+   none. An interval that excludes such an effect stays ``"not reproduced"``.
 
 ``rel_tol`` is 0.25 unless the claim sets its own (accuracies use a tighter one, since 25% of
 an accuracy is the difference between a perfect and a poor classifier).
@@ -34,7 +43,12 @@ import pandas as pd
 from robustflow.stats import mean_ci
 
 KINDS = ("value", "ratio", "relative_change", "at_least", "at_most", "above")
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable")
+NOT_TESTABLE = "not testable at this scale"
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable", NOT_TESTABLE)
+# A run has converged when its validation top-1 rose by at most this over its last epochs
+# (`converged`): 0.02 is ~5 of the digits' 270 validation images.
+CONVERGENCE_TOLERANCE = 0.02
+CONVERGENCE_WINDOW = 0.2  # the last epochs checked: this fraction of the run, at least one
 COLUMNS = (
     "claim_id",
     "source",
@@ -61,6 +75,7 @@ class Claim:
     claimed: float
     kind: str
     rel_tol: float | None = None
+    min_effect: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -69,6 +84,18 @@ class Claim:
             raise ValueError(f"claim {self.claim_id!r}: claimed must be finite, got {self.claimed!r}")
         if self.rel_tol is not None and not self.rel_tol >= 0:
             raise ValueError(f"claim {self.claim_id!r}: rel_tol must be >= 0, got {self.rel_tol!r}")
+        if self.min_effect is not None and (self.kind not in _ONE_SIDED or not self.min_effect > 0):
+            raise ValueError(f"claim {self.claim_id!r}: min_effect must be > 0 and only on a one-sided kind "
+                             f"{tuple(_ONE_SIDED)}, got {self.min_effect!r} for kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """What a measurement must meet to test a claim, as measured: ``holds`` and, either way,
+    a ``reason`` that says what was measured (the verdict's reason when it fails)."""
+
+    holds: bool
+    reason: str
 
 
 def claim_id(*parts: object) -> str:
@@ -104,7 +131,13 @@ def _compare(claim: Claim, mean: float, lo: float, hi: float, interval: str, tol
         end, test, reading = _ONE_SIDED[claim.kind]
         ok = test((lo, hi)[end], claimed)
         side = "lies" if ok else "does not lie entirely"
-        return ("reproduced" if ok else "not reproduced"), f"{interval} {side} {reading} {_fmt(claimed)}"
+        explanation = f"{interval} {side} {reading} {_fmt(claimed)}"
+        if not ok and claim.min_effect is not None:
+            effect = claimed + claim.min_effect if end == 0 else claimed - claim.min_effect
+            if test((lo, hi)[1 - end], effect):  # the interval's far end still reaches the effect
+                return NOT_TESTABLE, (f"{explanation}, but also reaches the smallest effect tested "
+                                      f"({_fmt(effect)}): too wide to tell the effect from none")
+        return ("reproduced" if ok else "not reproduced"), explanation
     if lo <= claimed <= hi:
         return "reproduced", f"claimed {_fmt(claimed)} lies inside the interval; {interval}"
     if abs(claimed - mean) <= tolerance * abs(mean):
@@ -120,11 +153,13 @@ def judge(
     comparable: bool,
     reason: str = "",
     rel_tol: float = 0.25,
+    preconditions: Sequence[Precondition] = (),
 ) -> dict:
     """Verdict row for ``claim`` given one measurement per run; the rule is in the module doc.
 
     ``reason`` is required when ``comparable`` is False; otherwise it is prepended to the
-    generated explanation (e.g. to name the SNR definition used).
+    generated explanation (e.g. to name the SNR definition used). ``preconditions`` are the
+    caller's measured conditions for the claim to be testable (see `converged`).
     """
     if not comparable and not reason.strip():
         raise ValueError(f"claim {claim.claim_id!r}: a reason is required when comparable=False")
@@ -138,6 +173,8 @@ def judge(
         verdict, explanation = "not comparable", reason.strip()
     elif n < 2:
         verdict, explanation = "inconclusive", f"fewer than 2 finite measurements (n={n} of {len(values)})"
+    elif failed := [p.reason for p in preconditions if not p.holds]:
+        verdict, explanation = NOT_TESTABLE, f"{'; '.join(failed)}; {interval}"
     else:
         verdict, explanation = _compare(claim, mean, lo, hi, interval, tolerance)
     if comparable and reason.strip():
@@ -145,6 +182,40 @@ def judge(
     return {"claim_id": claim.claim_id, "source": claim.source, "statement": claim.statement,
             "metric": claim.metric, "claimed": float(claim.claimed), "measured_mean": mean, "ci_low": lo,
             "ci_high": hi, "n": n, "verdict": verdict, "reason": explanation}
+
+
+def converged(histories: pd.DataFrame, column: str = "val_top1", *, by: str = "run",
+              tolerance: float = CONVERGENCE_TOLERANCE) -> Precondition:
+    """Whether every run of ``histories`` (per-epoch rows: ``by``, ``epoch``, ``column``) has
+    converged: ``column`` rose by at most ``tolerance`` over its last `CONVERGENCE_WINDOW` of
+    epochs. A model still learning at its last epoch would change a comparison by training longer."""
+    rises = {}
+    for run, rows in histories.sort_values("epoch").groupby(by):
+        values = rows[column].to_numpy(dtype=float)
+        window = max(1, round(CONVERGENCE_WINDOW * (len(values) - 1)))
+        rises[run] = float(values[-1] - values[-1 - window]) if len(values) > window else math.nan
+    if not rises:
+        return Precondition(False, f"no training history to check convergence on ({column})")
+    worst = max(rises, key=lambda run: -math.inf if math.isnan(rises[run]) else rises[run])
+    rising = sorted(run for run, rise in rises.items() if not rise <= tolerance)
+    if rising:
+        return Precondition(False, f"not converged: {column} still rising by more than {_fmt(tolerance)} over the "
+                                   f"last epochs in {len(rising)} of {len(rises)} runs ({', '.join(map(str, rising))}; "
+                                   f"worst {worst}: +{_fmt(rises[worst])})")
+    return Precondition(True, f"converged: {column} rose at most +{_fmt(rises[worst])} over the last epochs")
+
+
+def better_than_chance(accuracies: Sequence[float], n_classes: int, what: str, *, margin: float = 0.1
+                       ) -> Precondition:
+    """Whether every accuracy in ``accuracies`` beats chance (1 / ``n_classes``) by ``margin``:
+    a model that learned nothing on its task has nothing to transfer or compare."""
+    chance = 1.0 / n_classes
+    values = [float(v) for v in accuracies]
+    worst = min(values, default=math.nan)
+    if not worst >= chance + margin:
+        return Precondition(False, f"{what} no better than chance: top-1 {_fmt(worst)} vs chance {_fmt(chance)} "
+                                   f"(+{_fmt(margin)} needed)")
+    return Precondition(True, f"{what} above chance: worst top-1 {_fmt(worst)} vs chance {_fmt(chance)}")
 
 
 def verdict_table(rows: Iterable[dict]) -> pd.DataFrame:

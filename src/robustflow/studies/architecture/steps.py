@@ -335,16 +335,3 @@ def finetune(config: dict, run: dict, inputs, outputs) -> None:
                          **{f"{k}_before": metrics["before"][k] for k in CELL_METRICS},
                          "top1_improvement": metrics["after"]["top1"] - metrics["before"]["top1"]})
     write_csv(pd.DataFrame(rows), outputs.finetune)
-
-
-# ----------------------------------------------------------------------------- aggregation
-
-
-
-
-
-
-
-
-
-

@@ -84,7 +84,7 @@ def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     write_csv(runs, outputs.runs)
     write_csv(per_corruption, outputs.corruption_errors)
     write_csv(summarise(runs, by=["variant", "model", "family", "init"], values=values), outputs.summary)
-    write_csv(claims_table(config, runs, robustness, finetune), outputs.claims)
+    write_csv(claims_table(config, runs, robustness, finetune, history), outputs.claims)
 
 
 def figure(config: dict, job: dict, inputs, outputs) -> None:
