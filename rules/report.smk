@@ -7,10 +7,12 @@ from robustflow.claims_html import (
     claims_page_path,
 )
 
-
-def claims_table(section):
-    """The claims CSV that the study's aggregate rule writes."""
-    return getattr(rules, f"{section.removesuffix('_study')}_aggregate").output.claims
+# Each study's tables' prefix (its rules' too), and the claims CSV its aggregate rule writes.
+PREFIXES = {section: section.removesuffix("_study") for section in STUDIES}
+CLAIMS_TABLES = {
+    section: getattr(rules, f"{PREFIXES[section]}_aggregate").output.claims
+    for section in STUDIES
+}
 
 
 for section in STUDIES:
@@ -18,18 +20,20 @@ for section in STUDIES:
     rule:
         # Named after the study, like every other rule of it.
         name:
-            f"{section.removesuffix('_study')}_claims_page"
+            f"{PREFIXES[section]}_claims_page"
         input:
-            claims=claims_table(section),
+            claims=CLAIMS_TABLES[section],
         output:
             page=report(
                 claims_page_path(section),
-                caption=f"../report/{section.removesuffix('_study')}_claims.rst",
+                caption=f"../report/{PREFIXES[section]}_claims.rst",
                 category=STUDY_TITLES[section],
                 labels={"table": "claims"},
             ),
         log:
             f"results/logs/{section}/claims_page.log",
+        conda:
+            "../envs/robustflow.yaml"
         params:
             config={},
         script:
@@ -38,7 +42,7 @@ for section in STUDIES:
 
 rule claims_overview:
     input:
-        **{section: claims_table(section) for section in ENABLED},
+        **{section: CLAIMS_TABLES[section] for section in ENABLED},
     output:
         table="results/tables/claims_overview.csv",
         page=report(
@@ -49,6 +53,8 @@ rule claims_overview:
         ),
     log:
         "results/logs/claims_overview.log",
+    conda:
+        "../envs/robustflow.yaml"
     params:
         config={},
     script:
