@@ -1,5 +1,8 @@
 """The report's claims pages: HTML rendering of judged claims tables, and the overview."""
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -94,3 +97,10 @@ def test_the_steps_write_the_pages_from_the_claims_csvs(tmp_path):
 def test_every_study_has_a_report_title_and_a_page_beside_its_tables():
     assert set(STUDY_TITLES) == set(STUDIES)
     assert claims_page_path("learning_rule_study") == "results/tables/learning_rule_claims.html"
+
+
+def test_the_rules_can_import_the_module_without_pandas_or_torch():
+    """rules/common.smk imports it while the DAG is built, in every cluster job too."""
+    code = "import sys, robustflow.claims_html; print(sorted({'pandas', 'torch', 'matplotlib'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

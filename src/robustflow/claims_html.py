@@ -115,7 +115,8 @@ def overview_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _write_text(text: str, path) -> None:
-    from robustflow.io import atomic_path  # the job has torch loaded already; a DAG build need not
+    # robustflow.io imports torch: the job has it loaded already, a DAG build must not.
+    from robustflow.io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
