@@ -66,7 +66,7 @@ def open_category(browser, report: Path, category: str) -> str:
     row = wait.until(expected_conditions.presence_of_element_located(
         (By.XPATH, "//tbody/tr[td[normalize-space()='claims' or normalize-space()='every claim']]")))
     view = row.find_element(By.XPATH, ".//a[@iconname='eye']")
-    assert view.get_attribute("download") is None, f"{category}: the claims page is a download"
+    assert view.get_dom_attribute("download") is None, f"{category}: the claims page is a download"
     view.click()
     browser.switch_to.frame(wait.until(expected_conditions.presence_of_element_located((By.TAG_NAME, "iframe"))))
     text = browser.find_element(By.TAG_NAME, "body").text
