@@ -134,7 +134,7 @@ rule architecture_aggregate:
             "results/tables/architecture_claims.csv",
             caption="../report/architecture_claims.rst",
             category="Architecture study",
-            labels={"table": "claims"},
+            labels={"table": "claims (CSV)"},
         ),
     log:
         "results/logs/architecture_study/aggregate.log",

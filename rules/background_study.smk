@@ -111,7 +111,7 @@ rule background_aggregate:
             "results/tables/background_claims.csv",
             caption="../report/background_claims.rst",
             category="Background study",
-            labels={"table": "claims"},
+            labels={"table": "claims (CSV)"},
         ),
         proponents="results/tables/background_influence_proponents.csv",
     log:

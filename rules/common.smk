@@ -1,5 +1,6 @@
 # Plumbing shared by every study: validation, the study contract's plans, job params and targets.
 # It knows no study's internals: each study's rules file asks its plan (robustflow.studies).
+from robustflow.claims_html import claims_page_path
 from robustflow.config import ConfigError
 from robustflow.studies import STUDIES, enabled, plan, validate
 
@@ -88,7 +89,10 @@ def job_of(section):
 
 
 def study_targets(section):
-    return PLANS[section].targets(config) if section in ENABLED else []
+    """The study's final files and the report's page of its claims (rules/report.smk)."""
+    if section not in ENABLED:
+        return []
+    return [*PLANS[section].targets(config), claims_page_path(section)]
 
 
 def all_targets():

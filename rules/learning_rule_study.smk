@@ -41,13 +41,13 @@ rule learning_rule_aggregate:
         noise="results/tables/learning_rule_noise.csv",
         sweep="results/tables/learning_rule_lr_sweep.csv",
         summary="results/tables/learning_rule_summary.csv",
-        claims="results/tables/learning_rule_claims.csv",
-        claims_md=report(
-            "results/tables/learning_rule_claims.md",
+        claims=report(
+            "results/tables/learning_rule_claims.csv",
             caption="../report/learning_rule_claims.rst",
             category="Learning-rule study",
-            labels={"table": "claims"},
+            labels={"table": "claims (CSV)"},
         ),
+        claims_md="results/tables/learning_rule_claims.md",
     log:
         "results/logs/learning_rule_study/aggregate.log",
     conda:

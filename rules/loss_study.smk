@@ -62,7 +62,7 @@ rule loss_aggregate:
             "results/tables/loss_claims.csv",
             caption="../report/loss_claims.rst",
             category="Loss study",
-            labels={"table": "claims"},
+            labels={"table": "claims (CSV)"},
         ),
     log:
         "results/logs/loss_study/aggregate.log",

@@ -103,7 +103,7 @@ rule repeatability_aggregate:
             "results/tables/repeatability_claims.csv",
             caption="../report/repeatability_claims.rst",
             category="Repeatability study",
-            labels={"table": "claims"},
+            labels={"table": "claims (CSV)"},
         ),
     log:
         "results/logs/repeatability_study/aggregate.log",
