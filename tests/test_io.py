@@ -95,6 +95,17 @@ def test_checkpoints_follow_the_umask(umask, tmp_path):
         assert _mode(tmp_path / "checkpoints" / name) == 0o666 & ~umask, name
 
 
+def test_generated_corruption_and_perturbation_sets_follow_the_umask(umask, tmp_path):
+    from robustflow.data.cifar10c import write_cifar10c
+    from robustflow.data.cifar10p import write_cifar10p
+
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    write_cifar10c(tmp_path / "c", images, torch.zeros(2, dtype=torch.int64), ["fog"], seed=0)
+    write_cifar10p(tmp_path / "p", images, ["brightness"], seed=0)
+    written = ["c/labels.npy", "c/fog.npy", "p/brightness.npy"]
+    assert {name: _mode(tmp_path / name) for name in written} == {name: 0o666 & ~umask for name in written}
+
+
 def test_light_jobs_import_neither_torch_nor_pandas():
     check = "import robustflow.jobs, sys; assert 'torch' not in sys.modules; assert 'pandas' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], check=True)

@@ -8,9 +8,7 @@ times. The official files have N = 10000 and 32x32 images; any N, H, W are accep
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from robustflow.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from robustflow.io import atomic_path
 
 LABELS_FILE = "labels.npy"
 N_SEVERITIES = len(SEVERITIES)
@@ -108,19 +107,6 @@ def load_cifar10c(root: str | Path, corruption: str, severity: int) -> tuple[tor
     return image_tensor, torch.from_numpy(np.array(labels[block], dtype=np.int64))
 
 
-def _atomic_save(path: Path, array_writer: Callable[[str], None]) -> None:
-    """Write via ``array_writer(temp_path)`` to a temporary file beside ``path``, then rename,
-    so readers never see a partial file."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp")
-    os.close(handle)
-    try:
-        array_writer(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_cifar10c(
     root: str | Path,
     images: torch.Tensor,
@@ -157,7 +143,8 @@ def write_cifar10c(
         with open(temp, "wb") as handle:  # a file object: np.save would append ".npy" to a name
             np.save(handle, labels_array)
 
-    _atomic_save(root / LABELS_FILE, write_labels)
+    with atomic_path(root / LABELS_FILE) as tmp:
+        write_labels(str(tmp))
 
     for name in tqdm(corruptions, desc="CIFAR-10-C", unit="corruption"):
         index = CORRUPTIONS.index(name)
@@ -178,4 +165,5 @@ def write_cifar10c(
             out.flush()
             del out
 
-        _atomic_save(root / f"{name}.npy", write)
+        with atomic_path(root / f"{name}.npy") as tmp:
+            write(str(tmp))

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robustflow.data.cifar10c import _atomic_save, check_names
+from robustflow.data.cifar10c import check_names
+from robustflow.io import atomic_path
 from robustflow.perturbations import FRAMES, PERTURBATIONS, perturbation_sequence
 
 HOW_TO_OBTAIN = (
@@ -124,4 +125,5 @@ def write_cifar10p(
             out.flush()
             del out
 
-        _atomic_save(root / f"{name}.npy", write)
+        with atomic_path(root / f"{name}.npy") as tmp:
+            write(str(tmp))
