@@ -47,7 +47,6 @@ rule learning_rule_aggregate:
             category="Learning-rule study",
             labels={"table": "claims (CSV)"},
         ),
-        claims_md="results/tables/learning_rule_claims.md",
     log:
         "results/logs/learning_rule_study/aggregate.log",
     conda:

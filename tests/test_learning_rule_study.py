@@ -80,13 +80,13 @@ def aggregated(study, tmp_path_factory):
     _, cells, _ = study
     out = tmp_path_factory.mktemp("aggregated")
     names = ("metrics", "noise", "sweep", "summary", "claims")
-    outputs = files(**{name: out / f"{name}.csv" for name in names}, claims_md=out / "claims.md")
+    outputs = files(**{name: out / f"{name}.csv" for name in names})
     inputs = files(**{kind: [p[kind] for p in cells.values()] for kind in ("metrics", "noise", "sweep")})
     # The task is digits 0 vs 1, not the source's road images: only the directional claims are comparable.
     config = plan.job_config({"learning_rule_study": _study_config()}, "aggregate")
     summary.aggregate(config, {}, inputs, outputs)
     tables = {name: pd.read_csv(out / f"{name}.csv") for name in names}
-    return tables, out / "claims.md"
+    return tables
 
 
 @pytest.mark.parametrize("constraint, text", [
@@ -217,7 +217,7 @@ def test_run_cell_is_deterministic(study, tmp_path):
 
 
 def test_aggregate_summary_is_the_mean_over_seeds(aggregated):
-    tables, _ = aggregated
+    tables = aggregated
     metrics, summary = tables["metrics"], tables["summary"]
     assert len(metrics) == len(METHODS) * len(CONSTRAINTS) * len(SEEDS)
     assert len(summary) == len(METHODS) * len(CONSTRAINTS)
@@ -230,7 +230,7 @@ def test_aggregate_summary_is_the_mean_over_seeds(aggregated):
 
 
 def test_aggregate_claims_table_judges_every_claim(aggregated):
-    tables, markdown = aggregated
+    tables = aggregated
     claims = tables["claims"].set_index("claim_id")
     # The source's magnitudes, then the directional claims.
     expected_ids = [item.claim.claim_id for directional in (False, True) for item in CLAIMS
@@ -238,7 +238,6 @@ def test_aggregate_claims_table_judges_every_claim(aggregated):
     assert list(claims.index) == expected_ids
     assert set(claims["verdict"]) <= set(VERDICTS)
     assert claims["reason"].fillna("").str.len().gt(0).all()
-    assert markdown.read_text().count("\n") == len(expected_ids) + 2
     # Magnitudes measured on digits are not the source's KITTI numbers ...
     assert claims.loc["hebbian_snr", "verdict"] == "not comparable"
     assert "digits 0 vs 1" in claims.loc["hebbian_snr", "reason"]
@@ -257,7 +256,7 @@ def test_aggregate_claims_table_judges_every_claim(aggregated):
 
 
 def test_nan_output_ratio_of_signed_sgd_outputs_gets_a_reason(aggregated):
-    metrics = aggregated[0]["metrics"].copy()
+    metrics = aggregated["metrics"].copy()
     # What signed SGD outputs give (see the output_ratio check in the run_cell test).
     metrics.loc[metrics["method"] == "sgd_mse", "output_ratio"] = math.nan
     for comparable in (True, False):
@@ -274,7 +273,7 @@ def test_nan_output_ratio_of_signed_sgd_outputs_gets_a_reason(aggregated):
 
 def test_every_figure_renders_from_the_aggregated_tables(study, aggregated, tmp_path):
     _, cells, _ = study
-    tables = {name: aggregated[0][name] for name in ("metrics", "noise", "sweep")}
+    tables = {name: aggregated[name] for name in ("metrics", "noise", "sweep")}
     tables["weights"] = {cell_id(m, parse_constraint_id(c)): np.load(p["weights"]) for (m, c), p in cells.items()}
     for name, make in FIGURES.items():
         fig = make(tables, {"learning_rule_study": _study_config()})

@@ -119,9 +119,8 @@ def write_npz(path: Path, **arrays) -> Path:
 
 
 def table_outputs(root: Path, prefix: str, names) -> dict[str, Path]:
-    """The aggregate's named outputs at their rule's paths (``claims_md`` is ``claims.md``)."""
-    return {name: root / "results" / "tables" / (f"{prefix}_claims.md" if name == "claims_md"
-                                                  else f"{prefix}_{name}.csv") for name in names}
+    """The aggregate's named outputs at their rule's paths."""
+    return {name: root / "results" / "tables" / f"{prefix}_{name}.csv" for name in names}
 
 
 def figure_names(targets: list[str], prefix: str) -> list[str]:
@@ -275,7 +274,7 @@ def run_learning_rule(config: dict, rng: random.Random, root: Path) -> None:
             np.savez(handle, **weights)
         weight_files.append(folder / "weights.npz")
 
-    outputs = table_outputs(root, "learning_rule", ("metrics", "noise", "sweep", "summary", "claims", "claims_md"))
+    outputs = table_outputs(root, "learning_rule", ("metrics", "noise", "sweep", "summary", "claims"))
     outputs["sweep"] = outputs["sweep"].with_name("learning_rule_lr_sweep.csv")
     summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
     check_claims(pd.read_csv(outputs["claims"]), [item.claim.claim_id for item in claims.CLAIMS])

@@ -207,7 +207,7 @@ def test_tiny_pipeline_end_to_end(tiny_run):
     clipped = metrics[metrics["constraint"] == "0-1"]
     assert (clipped["weight_min"] >= 0).all() and (clipped["weight_max"] <= 1).all()
     lr_claims = pd.read_csv(results / "tables" / "learning_rule_claims.csv")
-    assert lr_claims["verdict"].notna().all() and (results / "tables" / "learning_rule_claims.md").exists()
+    assert lr_claims["verdict"].notna().all()
 
     for figure in ["training_curves", "severity_curves", "corruption_heatmap", "finetune_improvement",
                    "clean_vs_corrupted"]:

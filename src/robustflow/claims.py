@@ -226,17 +226,3 @@ def verdict_table(rows: Iterable[dict]) -> pd.DataFrame:
         if missing:
             raise ValueError(f"claims row {row.get('claim_id', '?')!r} lacks columns {missing}")
     return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else _fmt(value)
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def claims_markdown(df: pd.DataFrame) -> str:
-    """A GitHub-style markdown table of ``df`` (floats to 4 significant digits, nan as n/a)."""
-    header = "| " + " | ".join(_cell(str(c)) for c in df.columns) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"

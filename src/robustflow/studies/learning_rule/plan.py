@@ -125,7 +125,7 @@ def figures(config: dict) -> list[str]:
 
 
 def targets(config: dict) -> list[str]:
-    return figure_and_table_targets("learning_rule", figures(config), ("summary.csv", "claims.md"))
+    return figure_and_table_targets("learning_rule", figures(config), ("summary.csv",))
 
 
 def check(config: dict) -> list[str]:

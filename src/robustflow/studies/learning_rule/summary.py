@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robustflow.claims import claims_markdown
-from robustflow.io import atomic_path, concat_tables, write_csv
+from robustflow.io import concat_tables, write_csv
 from robustflow.stats import summarise
 from robustflow.studies.learning_rule.claims import claims_table
 from robustflow.studies.learning_rule.plan import (
@@ -39,8 +38,6 @@ def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     write_csv(concat_tables(inputs.sweep), outputs.sweep)
     write_csv(summarise(metrics, by=CELL_COLUMNS, values=SUMMARY_VALUES), outputs.summary)
     write_csv(claims, outputs.claims)
-    with atomic_path(outputs.claims_md) as tmp:
-        tmp.write_text(claims_markdown(claims))
 
 
 def figure(config: dict, job: dict, inputs, outputs) -> None:
