@@ -280,7 +280,16 @@ def test_comparisons_of_unconverged_runs_are_not_testable(pipeline):
     # fine-tuning compares each model with itself and is judged on its interval.
     _, _, _, tables = pipeline
     directional = tables["claims"].set_index("claim_id").loc[[c.claim_id for c in claims.DIRECTIONAL_CLAIMS]]
-    compared = directional.drop(index=claims.FINETUNING_RAISES_CORRUPTED.claim_id)
+    within = [claim.claim_id for claim in claims.WITHIN_MODEL_CLAIMS]
+    compared = directional.drop(index=within)
     assert (compared["verdict"] == NOT_TESTABLE).all()
     assert compared["reason"].str.contains("not converged").all()
-    assert "not converged" not in directional.loc[claims.FINETUNING_RAISES_CORRUPTED.claim_id, "reason"]
+    assert not directional.loc[within, "reason"].str.contains("not converged").any()
+
+
+def test_severity_claim_pairs_the_lowest_and_highest_severity_by_hand():
+    rows = [{"run": "r", "corruption": corruption, "severity": severity, "top1": top1}
+            for corruption, values in {"fog": (0.9, 0.8, 0.5), "snow": (0.6, 0.7, 0.7)}.items()
+            for severity, top1 in zip((1, 3, 5), values)]
+    rows.append({"run": "r", "corruption": "clean", "severity": 0, "top1": 1.0})
+    assert claims._severity_drops(pd.DataFrame(rows)) == pytest.approx([0.4, -0.1])  # fog, snow

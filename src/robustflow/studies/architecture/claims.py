@@ -115,8 +115,23 @@ VIT_PT_MOST_ROBUST = _directional(
 FINETUNING_RAISES_CORRUPTED = _directional(
     "finetuning_raises_corrupted_accuracy", "fine-tuning on CIFAR-10-C raises corrupted accuracy (hypothesis 2)",
     "test top-1 after - before fine-tuning, mean over severities, per (run, corruption)")
+ACCURACY_FALLS_WITH_SEVERITY = _directional(
+    "accuracy_falls_with_severity", "accuracy falls as the corruption's severity rises (CIFAR-10-C's design)",
+    "top-1 at the lowest minus the highest severity, per (run, corruption)")
 DIRECTIONAL_CLAIMS = (PRETRAINING_RAISES_CLEAN, PRETRAINING_RAISES_CORRUPTED, VIT_MORE_ROBUST, VIT_PT_MOST_ROBUST,
-                      FINETUNING_RAISES_CORRUPTED)
+                      FINETUNING_RAISES_CORRUPTED, ACCURACY_FALLS_WITH_SEVERITY)
+# Claims that compare a model with itself (fine-tuned vs not, one severity vs another) hold for
+# any trained model, so they need no converged training to be testable.
+WITHIN_MODEL_CLAIMS = (FINETUNING_RAISES_CORRUPTED, ACCURACY_FALLS_WITH_SEVERITY)
+
+
+def _severity_drops(robustness: pd.DataFrame) -> list[float]:
+    """Per (run, corruption): top-1 at the lowest severity minus top-1 at the highest."""
+    corrupted = robustness[robustness["corruption"] != CLEAN]
+    if corrupted.empty or corrupted["severity"].nunique() < 2:
+        return []
+    top1 = corrupted.pivot_table(index=["run", "corruption"], columns="severity", values="top1")
+    return (top1[top1.columns.min()] - top1[top1.columns.max()]).dropna().tolist()
 
 
 def _vit_pt_margins(runs: pd.DataFrame, per_corruption: pd.DataFrame) -> list[float]:
@@ -149,6 +164,7 @@ def _directional_measurements(config: dict, runs: pd.DataFrame, robustness: pd.D
         VIT_PT_MOST_ROBUST: _vit_pt_margins(runs, per_corruption),
         FINETUNING_RAISES_CORRUPTED: (finetune.groupby(["run", "corruption"])["top1_improvement"].mean().tolist()
                                       if len(finetune) else []),
+        ACCURACY_FALLS_WITH_SEVERITY: _severity_drops(robustness),
     }
 
 
@@ -157,7 +173,7 @@ def claims_table(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame, fin
     """Source 002's Exp 1-3 figures per variant beside the measured ones, plus directional claims
     (signs of paired differences) that any config can test. ``history`` holds the training runs'
     per-epoch rows: claims that compare trained variants need every one of them converged;
-    fine-tuning compares each model with itself, so it needs none."""
+    those that compare a model with itself (`WITHIN_MODEL_CLAIMS`) need none."""
     rows = _numeric_claims(config, runs)
     measured = _directional_measurements(config, runs, robustness, finetune)
     trained = [converged(history)]
@@ -168,5 +184,5 @@ def claims_table(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame, fin
             continue
         rows.append(judge(claim, values, comparable=True,
                           reason=f"directional: tested on this config's data ({_study(config)['dataset']})",
-                          preconditions=() if claim is FINETUNING_RAISES_CORRUPTED else trained))
+                          preconditions=() if claim in WITHIN_MODEL_CLAIMS else trained))
     return verdict_table(rows)
