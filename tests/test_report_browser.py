@@ -1,8 +1,8 @@
 """The Snakemake report in headless Chromium: each study's claims and the overview are readable
 on the page, not downloads.
 
-The report is built from a real run of the tiny config (a report needs the jobs' metadata), for
-the claims pages only: every study's training and aggregation run, its figures do not.
+The report is built from the whole tiny run that the workflow tests share (`tiny_run` in
+conftest.py): a report needs the jobs' metadata, so it must come from a real run.
 """
 
 import shutil
@@ -19,9 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from robustflow.claims_html import OVERVIEW_CATEGORY, STUDY_TITLES, claims_page_path
 from robustflow.studies import STUDIES
-from tests.test_workflow import TINY_CONFIG, snakemake, workdir_with
-
-PAGES = [*(claims_page_path(section) for section in STUDIES), "results/tables/claims_overview.html"]
+from tests.test_workflow import snakemake
 
 
 def chromium_and_driver() -> tuple[str, str]:
@@ -48,13 +46,11 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def claims_report(tmp_path_factory) -> Path:
-    chromium_and_driver()  # skip before the run when there is nothing to look with
-    workdir = workdir_with(tmp_path_factory.mktemp("report"), TINY_CONFIG)
-    override = ["--configfile", str(workdir / "override.yaml")]
-    snakemake(workdir, "--cores", "2", *PAGES, *override)
-    snakemake(workdir, "--report", "results/report.html", *PAGES, *override)
-    return workdir
+def claims_report(tiny_run) -> Path:
+    """The report of the whole tiny run (figures, claims pages, overview), as `snakemake --report` builds it."""
+    chromium_and_driver()
+    snakemake(tiny_run, "--report", "results/report.html", "--configfile", str(tiny_run / "override.yaml"))
+    return tiny_run
 
 
 def open_category(browser, report: Path, category: str) -> str:

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from robustflow.claims import VERDICTS
-from robustflow.jobs import TRACE_ENV, read_trace
-from robustflow.plots.style import CHECK_ENV
+from robustflow.jobs import read_trace
 from tests.fixtures import paper_overrides, write_image_folder_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,16 +164,6 @@ def test_bad_key_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "loss_study.sweep[0].loss[0]" in result.stdout + result.stderr
     assert not (workdir / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """The whole tiny pipeline, run once; every job records the config keys it never read, and
-    every figure job fails on a finding of the figure check (so every figure of every study is checked)."""
-    workdir = workdir_with(tmp_path_factory.mktemp("tiny"), TINY_CONFIG)
-    snakemake(workdir, "--cores", "2", "--configfile", str(workdir / "override.yaml"),
-              env={TRACE_ENV: str(workdir / "trace"), CHECK_ENV: "1"})
-    return workdir
 
 
 @pytest.mark.workflow
