@@ -251,7 +251,7 @@ def test_aggregate_tables_and_claims(pipeline):
     assert numeric["reason"].str.contains("embedded default").all()
     directional = table.set_index("claim_id").loc[[claim.claim_id for claim in claims.DIRECTIONAL_CLAIMS]]
     assert (directional["verdict"] != "not comparable").all()
-    assert directional.loc["pretraining_raises_corrupted_accuracy", "n"] == 2 * len(CORRUPTIONS)
+    assert directional.loc["pretraining_raises_corrupted_accuracy", "n"] == len(runs) // 2  # a pair per (model, seed)
 
 
 def test_every_figure_renders_with_labelled_axes(pipeline):
@@ -276,15 +276,16 @@ def test_missing_manifest_is_named(tmp_path):
 
 
 def test_comparisons_of_unconverged_runs_are_not_testable(pipeline):
-    # One epoch cannot show convergence, so every claim that compares trained variants says so;
-    # fine-tuning compares each model with itself and is judged on its interval.
+    # A few epochs cannot show convergence, so every claim that compares trained variants says so;
+    # fine-tuning and severity compare each model with itself and are judged on their intervals.
     _, _, _, tables = pipeline
     directional = tables["claims"].set_index("claim_id").loc[[c.claim_id for c in claims.DIRECTIONAL_CLAIMS]]
     within = [claim.claim_id for claim in claims.WITHIN_MODEL_CLAIMS]
     compared = directional.drop(index=within)
-    assert (compared["verdict"] == NOT_TESTABLE).all()
-    assert compared["reason"].str.contains("not converged").all()
-    assert not directional.loc[within, "reason"].str.contains("not converged").any()
+    compared = compared[compared["n"] >= 2]  # one seed gives vit_pt_most_robust one margin: inconclusive
+    assert len(compared) and (compared["verdict"] == NOT_TESTABLE).all()
+    assert compared["reason"].str.contains("too few epochs to check convergence").all()
+    assert not directional.loc[within, "reason"].str.contains("convergence").any()
 
 
 def test_severity_claim_pairs_the_lowest_and_highest_severity_by_hand():
@@ -292,4 +293,4 @@ def test_severity_claim_pairs_the_lowest_and_highest_severity_by_hand():
             for corruption, values in {"fog": (0.9, 0.8, 0.5), "snow": (0.6, 0.7, 0.7)}.items()
             for severity, top1 in zip((1, 3, 5), values)]
     rows.append({"run": "r", "corruption": "clean", "severity": 0, "top1": 1.0})
-    assert claims._severity_drops(pd.DataFrame(rows)) == pytest.approx([0.4, -0.1])  # fog, snow
+    assert claims._severity_drops(pd.DataFrame(rows)) == pytest.approx([(0.4 - 0.1) / 2])  # fog and snow, one run

@@ -164,7 +164,8 @@ def _histories(**val_top1_per_run) -> pd.DataFrame:
 
 PRETRAINING_RAISES = Claim("pretraining_raises_accuracy", "source 002", "pretraining raises accuracy",
                            "top-1 pretrained - scratch", 0.0, "above", min_effect=0.02)
-CONVERGED = _histories(a=[0.5, 0.8, 0.9, 0.95, 0.951], b=[0.6, 0.9, 0.94, 0.95, 0.955])
+# Six epochs: the last two average 0.9505 and 0.953, the two before 0.945 and 0.9525.
+CONVERGED = _histories(a=[0.5, 0.8, 0.94, 0.95, 0.951, 0.95], b=[0.6, 0.9, 0.95, 0.955, 0.95, 0.956])
 
 
 def test_converged_effect_is_reproduced():
@@ -181,12 +182,20 @@ def test_converged_absent_effect_with_a_narrow_interval_is_not_reproduced():
 
 
 def test_a_run_still_learning_makes_the_claim_not_testable_and_names_it():
-    histories = _histories(a=[0.5, 0.8, 0.9, 0.95, 0.951], rising=[0.2, 0.3, 0.4, 0.5, 0.6])
+    # rising: the last two epochs average 0.65, the two before 0.45
+    histories = _histories(a=[0.5, 0.8, 0.94, 0.95, 0.951, 0.95], rising=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     precondition = converged(histories)
-    assert not precondition.holds and "rising" in precondition.reason and "+0.1" in precondition.reason
+    assert not precondition.holds and "+0.2 above" in precondition.reason and "(rising;" in precondition.reason
     row = judge(PRETRAINING_RAISES, [0.05, 0.04, 0.06], comparable=True, preconditions=[precondition])
     assert row["verdict"] == NOT_TESTABLE
     assert row["reason"].startswith("not converged") and "n=3" in row["reason"]
+
+
+def test_one_late_dip_does_not_pass_a_run_still_rising_and_short_runs_cannot_be_checked():
+    # The last epoch dips, but the last two epochs still average 0.895 against 0.5 before.
+    assert not converged(_histories(a=[0.1, 0.2, 0.3, 0.7, 0.9, 0.89])).holds
+    short = converged(_histories(a=[0.5, 0.9, 0.9]))
+    assert not short.holds and "too few epochs" in short.reason
 
 
 def test_an_interval_wider_than_the_effect_is_not_testable_not_absent():

@@ -59,6 +59,15 @@ def test_job_log_starts_with_what_it_runs_and_ends_with_the_elapsed_time(tmp_pat
     assert read_trace(tmp_path / "trace")[0]["unread"] == ["loss_study.training.epochs", "loss_study.training.lr"]
 
 
+def test_the_header_names_the_study_of_a_step_in_steps_or_summary():
+    from robustflow.jobs import job_header
+    from robustflow.studies.loss import steps, summary
+
+    job = SimpleNamespace(rule="r", params=SimpleNamespace(config={}, get=lambda key: {}))
+    assert job_header(job, steps.train)["study"] == "loss"
+    assert job_header(job, summary.figure)["study"] == "loss"
+
+
 def test_a_light_job_logs_its_header_without_importing_torch(tmp_path):
     script = f"""
 import sys

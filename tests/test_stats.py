@@ -104,7 +104,8 @@ def test_proportion_ci_by_hand():
 def test_proportions_are_recognised_by_name_and_differences_are_not():
     for name in ["top1", "test_top5", "accuracy", "mean_flip_probability", "fg_share", "mean_corruption_error"]:
         assert is_proportion(name), name
-    for name in ["gap_original_minus_mixed_rand", "top1_improvement", "mce", "margin_snr", "output_ratio"]:
+    for name in ["gap_original_minus_mixed_rand", "gap_original_minus_mixed_rand_top5", "top1_improvement",
+                 "finetune_gain_same_images", "mce", "margin_snr", "output_ratio"]:
         assert not is_proportion(name), name
 
 

@@ -48,7 +48,7 @@ VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable", NO
 # A run has converged when its validation top-1 rose by at most this over its last epochs
 # (`converged`): 0.02 is ~5 of the digits' 270 validation images.
 CONVERGENCE_TOLERANCE = 0.02
-CONVERGENCE_WINDOW = 0.2  # the last epochs checked: this fraction of the run, at least one
+CONVERGENCE_WINDOW = 0.2  # the last epochs checked: this fraction of the run, at least two
 COLUMNS = (
     "claim_id",
     "source",
@@ -187,22 +187,30 @@ def judge(
 def converged(histories: pd.DataFrame, column: str = "val_top1", *, by: str = "run",
               tolerance: float = CONVERGENCE_TOLERANCE) -> Precondition:
     """Whether every run of ``histories`` (per-epoch rows: ``by``, ``epoch``, ``column``) has
-    converged: ``column`` rose by at most ``tolerance`` over its last `CONVERGENCE_WINDOW` of
-    epochs. A model still learning at its last epoch would change a comparison by training longer."""
+    converged: the mean of ``column`` over its last window of epochs (`CONVERGENCE_WINDOW` of
+    the run, at least two) exceeds the mean over the window before by at most ``tolerance``. A
+    model still learning at its end would change a comparison by training longer; means over
+    windows keep one noisy epoch from deciding."""
     rises = {}
     for run, rows in histories.sort_values("epoch").groupby(by):
         values = rows[column].to_numpy(dtype=float)
-        window = max(1, round(CONVERGENCE_WINDOW * (len(values) - 1)))
-        rises[run] = float(values[-1] - values[-1 - window]) if len(values) > window else math.nan
+        window = max(2, round(CONVERGENCE_WINDOW * len(values)))
+        rises[run] = (float(values[-window:].mean() - values[-2 * window:-window].mean())
+                      if len(values) >= 2 * window else math.nan)
     if not rises:
         return Precondition(False, f"no training history to check convergence on ({column})")
-    worst = max(rises, key=lambda run: -math.inf if math.isnan(rises[run]) else rises[run])
-    rising = sorted(run for run, rise in rises.items() if not rise <= tolerance)
+    too_short = sorted(run for run, rise in rises.items() if math.isnan(rise))
+    if too_short:
+        return Precondition(False, f"too few epochs to check convergence (at least 4 needed) in {len(too_short)} "
+                                   f"of {len(rises)} runs ({', '.join(map(str, too_short))})")
+    worst = max(rises, key=rises.get)
+    rising = sorted(run for run, rise in rises.items() if rise > tolerance)
     if rising:
-        return Precondition(False, f"not converged: {column} still rising by more than {_fmt(tolerance)} over the "
-                                   f"last epochs in {len(rising)} of {len(rises)} runs ({', '.join(map(str, rising))}; "
-                                   f"worst {worst}: +{_fmt(rises[worst])})")
-    return Precondition(True, f"converged: {column} rose at most +{_fmt(rises[worst])} over the last epochs")
+        return Precondition(False, f"not converged: mean {column} of the last epochs still {rises[worst]:+.4g} above "
+                                   f"the epochs before (more than {_fmt(tolerance)}) in {len(rising)} of {len(rises)} "
+                                   f"runs ({', '.join(map(str, rising))}; worst {worst})")
+    return Precondition(True, f"converged: mean {column} of the last epochs within {rises[worst]:+.4g} of the "
+                              "epochs before")
 
 
 def better_than_chance(accuracies: Sequence[float], n_classes: int, what: str, *, margin: float = 0.1

@@ -71,7 +71,9 @@ def job_header(smk, step: Step) -> dict[str, str]:
     """What the job ``smk`` runs, for the top of its log: study, rule and step, its job record (the
     wildcards and the run or variant they name) and the config it reads (the plain params, not a
     recording copy, so that echoing them reads no key)."""
-    study = step.__module__.removeprefix("robustflow.studies.").removesuffix(".steps")
+    # robustflow.studies.<study>.steps / .summary; a step outside a study (the report's) names its module.
+    parts = step.__module__.split(".")
+    study = parts[2] if parts[:2] == ["robustflow", "studies"] and len(parts) > 2 else step.__module__
     return {
         "study": study,
         "rule": f"{smk.rule} (step {step.__qualname__})",

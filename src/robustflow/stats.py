@@ -6,7 +6,8 @@ The interval is mean +- t_{(1+c)/2, n-1} * sd / sqrt(n), with sd the sample stan
 A proportion (an accuracy, a probability, a flip rate: a value in [0, 1]) gets the same interval
 clipped to [0, 1] (`proportion_ci`): its mean cannot leave [0, 1], so neither may its interval.
 Clipping keeps seeds at exactly 0 or 1 (a perfect accuracy) usable, where a logit-scale interval
-would be infinite. `summarise` clips the columns that `is_proportion` recognises by name.
+would be infinite; when every seed sits at 0 (or 1) the interval has zero width, which says only
+that the seeds agree, not that the proportion is known exactly. `summarise` clips the columns that `is_proportion` recognises by name.
 """
 
 from __future__ import annotations
@@ -55,14 +56,18 @@ def proportion_interval(values: Iterable[float]) -> tuple[float, float]:
 
 
 # Column names of proportions in the studies' tables: a name that is one of these or ends with
-# "_" + one of these (``test_top1``, ``mean_flip_probability``). Gaps and gains are differences
-# of proportions, in [-1, 1], and are not among them.
+# "_" + one of these (``test_top1``, ``mean_flip_probability``). Gaps, gains and other
+# differences of proportions lie in [-1, 1]: a name holding one of `DIFFERENCE_WORDS`
+# (``gap_original_minus_mixed_rand_top5``) is not a proportion.
 PROPORTION_NAMES = ("top1", "top5", "accuracy", "ece", "mean_confidence", "fg_share", "flip_probability",
                     "consistency", "corruption_error", "disagreement", "same_label", "same_background")
+DIFFERENCE_WORDS = ("gap", "minus", "gain", "improvement", "change", "difference")
 
 
 def is_proportion(column: str) -> bool:
-    """Whether ``column`` names a proportion (see `PROPORTION_NAMES`)."""
+    """Whether ``column`` names a proportion (see `PROPORTION_NAMES` and `DIFFERENCE_WORDS`)."""
+    if any(word in column for word in DIFFERENCE_WORDS):
+        return False
     return any(column == name or column.endswith("_" + name) for name in PROPORTION_NAMES)
 
 

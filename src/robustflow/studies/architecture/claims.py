@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from robustflow.claims import Claim, claim_id, converged, judge, verdict_table
-from robustflow.studies.architecture.plan import CLEAN, INITS, SECTION, variant_id
+from robustflow.claims import Claim, better_than_chance, claim_id, converged, judge, verdict_table
+from robustflow.studies.architecture.plan import CLEAN, INITS, N_CLASSES, SECTION, variant_id
 
 
 def _study(config: dict) -> dict:
@@ -85,12 +85,6 @@ def _paired(runs: pd.DataFrame, column: str, first: Mapping, second: Mapping, on
     return (merged[f"{column}_a"] - merged[f"{column}_b"]).dropna().tolist()
 
 
-def _corruption_means(robustness: pd.DataFrame) -> pd.DataFrame:
-    corrupted = robustness[robustness["corruption"] != CLEAN]
-    keys = ["run", "variant", "model", "family", "init", "seed", "corruption"]
-    return corrupted.groupby(keys, as_index=False)["top1"].mean()
-
-
 # The smallest accuracy difference a directional claim is about: 0.02 top-1 is ~5 of the
 # digits' 270 test images, and a tenth of source 002's smallest pretraining gain.
 MIN_EFFECT = 0.02
@@ -100,69 +94,68 @@ def _directional(claim_key: str, statement: str, metric: str) -> Claim:
     return Claim(claim_key, SOURCE, statement, metric, 0.0, "above", min_effect=MIN_EFFECT)
 
 
+# Each measured value is one independent unit: a pair of runs of the same seed, or one run
+# (averaged over its corruptions and severities), never one corruption of a run, whose values
+# share the run's weights and would narrow the interval without adding evidence.
 PRETRAINING_RAISES_CLEAN = _directional(
     "pretraining_raises_clean_accuracy", "pretraining raises clean test accuracy",
     "clean top-1 pretrained - scratch, per (model, seed)")
 PRETRAINING_RAISES_CORRUPTED = _directional(
     "pretraining_raises_corrupted_accuracy", "pretraining raises CIFAR-10-C accuracy (hypothesis 1)",
-    "mean top-1 over severities, pretrained - scratch, per (model, seed, corruption)")
+    "CIFAR-10-C mean top-1 pretrained - scratch, per (model, seed)")
 VIT_MORE_ROBUST = _directional(
     "vit_more_robust_than_cnn", "the transformer is more robust than the CNN at equal initialisation (hypothesis 1)",
-    "mean top-1 over severities, vit - cnn, per (init, seed, corruption)")
+    "CIFAR-10-C mean top-1 vit - cnn, per (init, seed)")
 VIT_PT_MOST_ROBUST = _directional(
     "vit_pt_most_robust", "the pretrained ViT is the most robust variant",
-    "mean top-1 over severities, vit-pt - best other variant (by mean CIFAR-10-C top-1), per (seed, corruption)")
+    "CIFAR-10-C mean top-1, vit-pt - the best other variant, per seed")
 FINETUNING_RAISES_CORRUPTED = _directional(
     "finetuning_raises_corrupted_accuracy", "fine-tuning on CIFAR-10-C raises corrupted accuracy (hypothesis 2)",
-    "test top-1 after - before fine-tuning, mean over severities, per (run, corruption)")
-ACCURACY_FALLS_WITH_SEVERITY = _directional(
-    "accuracy_falls_with_severity", "accuracy falls as the corruption's severity rises (CIFAR-10-C's design)",
-    "top-1 at the lowest minus the highest severity, per (run, corruption)")
+    "test top-1 after - before fine-tuning, mean over corruptions and severities, per run")
+ACCURACY_FALLS_WITH_SEVERITY = Claim(
+    "accuracy_falls_with_severity", "CIFAR-10-C (Hendrycks & Dietterich 2019), as source 002 uses it",
+    "accuracy falls as the corruption's severity rises",
+    "top-1 at the lowest minus the highest severity, mean over corruptions, per run", 0.0, "above",
+    min_effect=MIN_EFFECT)
 DIRECTIONAL_CLAIMS = (PRETRAINING_RAISES_CLEAN, PRETRAINING_RAISES_CORRUPTED, VIT_MORE_ROBUST, VIT_PT_MOST_ROBUST,
                       FINETUNING_RAISES_CORRUPTED, ACCURACY_FALLS_WITH_SEVERITY)
-# Claims that compare a model with itself (fine-tuned vs not, one severity vs another) hold for
-# any trained model, so they need no converged training to be testable.
+# Claims that compare a model with itself (fine-tuned vs not, one severity vs another) need no
+# converged training to be testable; a model at chance, though, has no accuracy to lose.
 WITHIN_MODEL_CLAIMS = (FINETUNING_RAISES_CORRUPTED, ACCURACY_FALLS_WITH_SEVERITY)
 
 
 def _severity_drops(robustness: pd.DataFrame) -> list[float]:
-    """Per (run, corruption): top-1 at the lowest severity minus top-1 at the highest."""
+    """Per run: top-1 at the lowest severity minus top-1 at the highest, mean over corruptions."""
     corrupted = robustness[robustness["corruption"] != CLEAN]
     if corrupted.empty or corrupted["severity"].nunique() < 2:
         return []
     top1 = corrupted.pivot_table(index=["run", "corruption"], columns="severity", values="top1")
-    return (top1[top1.columns.min()] - top1[top1.columns.max()]).dropna().tolist()
+    drops = top1[top1.columns.min()] - top1[top1.columns.max()]
+    return drops.groupby(level="run").mean().dropna().tolist()
 
 
-def _vit_pt_margins(runs: pd.DataFrame, per_corruption: pd.DataFrame) -> list[float]:
-    """Per (seed, corruption): the pretrained ViT's mean top-1 minus that of the best other variant."""
+def _vit_pt_margins(runs: pd.DataFrame) -> list[float]:
+    """Per seed: the pretrained ViT's CIFAR-10-C mean top-1 minus that of the best other variant."""
     margins: list[float] = []
-    vit_pt = runs[(runs["family"] == "vit") & (runs["init"] == "pretrained")]
-    by_run = per_corruption.set_index(["run", "corruption"])["top1"]
-    for seed, seed_runs in runs.groupby("seed"):
-        ours = vit_pt[vit_pt["seed"] == seed]
-        others = seed_runs[~seed_runs["run"].isin(ours["run"])]
-        if len(ours) != 1 or others.empty:
-            continue
-        mine = by_run.loc[ours["run"].iloc[0]]
-        theirs = by_run.loc[others.loc[others["mean_c_top1"].idxmax(), "run"]]
-        margins += (mine - theirs.reindex(mine.index)).dropna().tolist()
+    for _, seed_runs in runs.groupby("seed"):
+        ours = seed_runs[(seed_runs["family"] == "vit") & (seed_runs["init"] == "pretrained")]
+        others = seed_runs.drop(index=ours.index)
+        if len(ours) == 1 and len(others):
+            margins.append(float(ours["mean_c_top1"].iloc[0] - others["mean_c_top1"].max()))
     return margins
 
 
 def _directional_measurements(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame,
                               finetune: pd.DataFrame) -> dict[Claim, list[float]]:
     families = {spec["family"] for spec in _study(config)["models"]}
-    per_corruption = _corruption_means(robustness)
     pretrained, scratch = {"init": "pretrained"}, {"init": "scratch"}
     return {
         PRETRAINING_RAISES_CLEAN: _paired(runs, "clean_top1", pretrained, scratch, on=["model", "seed"]),
-        PRETRAINING_RAISES_CORRUPTED: _paired(per_corruption, "top1", pretrained, scratch,
-                                              on=["model", "seed", "corruption"]),
-        VIT_MORE_ROBUST: (_paired(per_corruption, "top1", {"family": "vit"}, {"family": "cnn"},
-                                  on=["init", "seed", "corruption"]) if {"vit", "cnn"} <= families else []),
-        VIT_PT_MOST_ROBUST: _vit_pt_margins(runs, per_corruption),
-        FINETUNING_RAISES_CORRUPTED: (finetune.groupby(["run", "corruption"])["top1_improvement"].mean().tolist()
+        PRETRAINING_RAISES_CORRUPTED: _paired(runs, "mean_c_top1", pretrained, scratch, on=["model", "seed"]),
+        VIT_MORE_ROBUST: (_paired(runs, "mean_c_top1", {"family": "vit"}, {"family": "cnn"}, on=["init", "seed"])
+                          if {"vit", "cnn"} <= families else []),
+        VIT_PT_MOST_ROBUST: _vit_pt_margins(runs),
+        FINETUNING_RAISES_CORRUPTED: (finetune.groupby("run")["top1_improvement"].mean().tolist()
                                       if len(finetune) else []),
         ACCURACY_FALLS_WITH_SEVERITY: _severity_drops(robustness),
     }
@@ -173,16 +166,20 @@ def claims_table(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame, fin
     """Source 002's Exp 1-3 figures per variant beside the measured ones, plus directional claims
     (signs of paired differences) that any config can test. ``history`` holds the training runs'
     per-epoch rows: claims that compare trained variants need every one of them converged;
-    those that compare a model with itself (`WITHIN_MODEL_CLAIMS`) need none."""
+    those that compare a model with itself (`WITHIN_MODEL_CLAIMS`) do not, and the severity claim
+    needs models above chance."""
     rows = _numeric_claims(config, runs)
     measured = _directional_measurements(config, runs, robustness, finetune)
-    trained = [converged(history)]
+    preconditions = {claim: [converged(history)] for claim in DIRECTIONAL_CLAIMS if claim not in WITHIN_MODEL_CLAIMS}
+    preconditions[ACCURACY_FALLS_WITH_SEVERITY] = [
+        better_than_chance(runs["clean_top1"], N_CLASSES[_study(config)["dataset"]], "the evaluated models")]
     for claim in DIRECTIONAL_CLAIMS:
         values = measured[claim]
         if not values:
-            rows.append(judge(claim, [], comparable=False, reason="the variants this claim compares are not in this config"))
+            rows.append(judge(claim, [], comparable=False,
+                              reason="not measured in this config (the variants or corruptions it needs are absent)"))
             continue
         rows.append(judge(claim, values, comparable=True,
                           reason=f"directional: tested on this config's data ({_study(config)['dataset']})",
-                          preconditions=() if claim in WITHIN_MODEL_CLAIMS else trained))
+                          preconditions=preconditions.get(claim, ())))
     return verdict_table(rows)
