@@ -133,7 +133,7 @@ rule architecture_aggregate:
         claims=report(
             "results/tables/architecture_claims.csv",
             caption="../report/architecture_claims.rst",
-            category="Architecture study",
+            category=STUDY_TITLES[ARCH],
             labels={"table": "claims (CSV)"},
         ),
     log:
@@ -157,7 +157,7 @@ rule architecture_figure:
         png=report(
             "results/figures/architecture_{figure}.png",
             caption="../report/architecture_figure.rst",
-            category="Architecture study",
+            category=STUDY_TITLES[ARCH],
             labels={"figure": "{figure}"},
         ),
     log:

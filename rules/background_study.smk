@@ -110,7 +110,7 @@ rule background_aggregate:
         claims=report(
             "results/tables/background_claims.csv",
             caption="../report/background_claims.rst",
-            category="Background study",
+            category=STUDY_TITLES[BG],
             labels={"table": "claims (CSV)"},
         ),
         proponents="results/tables/background_influence_proponents.csv",
@@ -133,7 +133,7 @@ rule background_figure:
         png=report(
             "results/figures/background_{figure}.png",
             caption="../report/background_figure.rst",
-            category="Background study",
+            category=STUDY_TITLES[BG],
             labels={"figure": "{figure}"},
         ),
     log:
@@ -160,7 +160,7 @@ rule background_saliency_grid:
         png=report(
             "results/figures/background_saliency_grid_{model}.png",
             caption="../report/background_saliency_grid.rst",
-            category="Background study",
+            category=STUDY_TITLES[BG],
             labels={"figure": "saliency_grid", "model": "{model}"},
         ),
     log:
@@ -185,7 +185,7 @@ rule background_influence_grid:
         png=report(
             "results/figures/background_influence_grid_{model}.png",
             caption="../report/background_influence_grid.rst",
-            category="Background study",
+            category=STUDY_TITLES[BG],
             labels={"figure": "influence_grid", "model": "{model}"},
         ),
     log:

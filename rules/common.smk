@@ -1,6 +1,6 @@
 # Plumbing shared by every study: validation, the study contract's plans, job params and targets.
 # It knows no study's internals: each study's rules file asks its plan (robustflow.studies).
-from robustflow.claims_html import claims_page_path
+from robustflow.claims_html import STUDY_TITLES, claims_page_path
 from robustflow.config import ConfigError
 from robustflow.studies import STUDIES, enabled, plan, validate
 

@@ -44,7 +44,7 @@ rule learning_rule_aggregate:
         claims=report(
             "results/tables/learning_rule_claims.csv",
             caption="../report/learning_rule_claims.rst",
-            category="Learning-rule study",
+            category=STUDY_TITLES[LR],
             labels={"table": "claims (CSV)"},
         ),
     log:
@@ -68,7 +68,7 @@ rule learning_rule_figure:
         png=report(
             "results/figures/learning_rule_{figure}.png",
             caption="../report/learning_rule_figure.rst",
-            category="Learning-rule study",
+            category=STUDY_TITLES[LR],
             labels={"figure": "{figure}"},
         ),
     log:

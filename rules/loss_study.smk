@@ -61,7 +61,7 @@ rule loss_aggregate:
         claims=report(
             "results/tables/loss_claims.csv",
             caption="../report/loss_claims.rst",
-            category="Loss study",
+            category=STUDY_TITLES[LOSS],
             labels={"table": "claims (CSV)"},
         ),
     log:
@@ -84,7 +84,7 @@ rule loss_figure:
         png=report(
             "results/figures/loss_{figure}.png",
             caption="../report/loss_figure.rst",
-            category="Loss study",
+            category=STUDY_TITLES[LOSS],
             labels={"figure": "{figure}"},
         ),
     log:

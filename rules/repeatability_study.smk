@@ -102,7 +102,7 @@ rule repeatability_aggregate:
         claims=report(
             "results/tables/repeatability_claims.csv",
             caption="../report/repeatability_claims.rst",
-            category="Repeatability study",
+            category=STUDY_TITLES[REP],
             labels={"table": "claims (CSV)"},
         ),
     log:
@@ -127,7 +127,7 @@ rule repeatability_figure:
         png=report(
             "results/figures/repeatability_{figure}.png",
             caption="../report/repeatability_figure.rst",
-            category="Repeatability study",
+            category=STUDY_TITLES[REP],
             labels={"figure": "{figure}"},
         ),
     log:

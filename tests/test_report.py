@@ -60,10 +60,14 @@ def test_every_verdict_is_shown_in_its_own_colour_with_its_reason_and_interval()
     assert "CE reaches &lt;90%&gt; top-1" in page  # statements are text, not markup
 
 
-def test_an_unknown_verdict_is_shown_neutrally():
-    table = judged_table().assign(verdict="not testable at this scale")
+def test_every_verdict_has_its_own_colour_and_an_unknown_one_is_shown_neutrally():
+    from robustflow.claims import VERDICTS
+    from robustflow.claims_html import VERDICT_COLOURS
+
+    assert set(VERDICT_COLOURS) == set(VERDICTS) and NEUTRAL not in VERDICT_COLOURS.values()
+    table = judged_table().assign(verdict="a verdict added later")
     cells = verdict_cells(claims_html(table, "Claims"))
-    assert cells == {"not testable at this scale": f"background: {NEUTRAL[0]}; color: {NEUTRAL[1]}"}
+    assert cells == {"a verdict added later": f"background: {NEUTRAL[0]}; color: {NEUTRAL[1]}"}
 
 
 def test_a_table_without_verdicts_is_rejected_naming_the_column():

@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from robustflow.io import atomic_path
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,6 +37,7 @@ VERDICT_COLOURS = {
     "not reproduced": ("#ffcdd2", "#b71c1c"),
     "inconclusive": ("#fff3c4", "#7a5c00"),
     "not comparable": ("#e0e0e0", "#424242"),
+    "not testable at this scale": ("#e8dcf4", "#4a148c"),
 }
 NEUTRAL = ("#e3eaf2", "#263238")
 REQUIRED = ("claim_id", "source", "statement", "metric", "claimed", "measured_mean", "ci_low",
@@ -115,9 +118,6 @@ def overview_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def _write_text(text: str, path) -> None:
-    # robustflow.io imports torch: the job has it loaded already, a DAG build must not.
-    from robustflow.io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 

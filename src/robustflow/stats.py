@@ -71,6 +71,12 @@ def is_proportion(column: str) -> bool:
     return any(column == name or column.endswith("_" + name) for name in PROPORTION_NAMES)
 
 
+def interval_for(column: str):
+    """The 95% interval for ``column``, as seaborn's ``errorbar=`` callable: clipped to [0, 1]
+    for a proportion (`is_proportion`), the plain t-interval otherwise; tables and figures agree."""
+    return proportion_interval if is_proportion(column) else t_interval
+
+
 def summarise(df: pd.DataFrame, by: list[str], values: list[str], confidence: float = 0.95) -> pd.DataFrame:
     """One row per group of ``by``: the group keys, ``n`` (rows in the group) and, for each
     column v of ``values``, ``v_mean``, ``v_ci_low`` and ``v_ci_high``: the Student-t interval,

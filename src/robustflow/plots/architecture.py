@@ -15,7 +15,7 @@ from robustflow.plots.style import (
     log_scale,
     nothing_to_show,
 )
-from robustflow.stats import proportion_interval, t_interval
+from robustflow.stats import interval_for, proportion_interval, t_interval
 from robustflow.studies.architecture.plan import CLEAN
 
 
@@ -30,7 +30,7 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     for ax, (column, label) in zip(axes, [("top1", "top-1 accuracy (fraction)"),
                                           ("loss", "cross-entropy loss (nats)")]):
         sns.lineplot(data=long, x="epoch", y=column, hue="variant", style="split",
-                     errorbar=proportion_interval if column == "top1" else t_interval, ax=ax)
+                     errorbar=interval_for(column), ax=ax)
         ax.set(xlabel="epoch", ylabel=label)
     declare_bounds(axes[0], "y")
     log_scale(axes[1], "y")

@@ -20,10 +20,10 @@ from robustflow.plots.style import (
     nothing_to_show,
 )
 from robustflow.stats import proportion_interval, t_interval
+from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
 
 WHISKERS = "(bar: mean over seeds;\nwhisker: 95% t-interval)"
 TRACIN_UNITS = "TracIn score: sum over epochs of lr x last-layer gradient dot product (loss units^2)"
-from robustflow.studies.background.plan import GAP_COLUMNS, GAP_LABELS
 
 
 def _variation_bars(accuracy: pd.DataFrame, value: str, ylabel: str, what: str) -> plt.Figure:

@@ -25,7 +25,7 @@ from robustflow.plots.style import (
     note,
     nothing_to_show,
 )
-from robustflow.stats import mean_ci, proportion_interval, t_interval
+from robustflow.stats import interval_for, mean_ci, proportion_interval, t_interval
 from robustflow.studies.learning_rule.plan import METHODS, cell_id, parse_constraint_id
 
 OUTPUT_RATIO_LABEL = "output ratio (ratio)\nmean z_target / mean z_other"
@@ -132,7 +132,7 @@ def snr_vs_constraint(metrics: pd.DataFrame) -> plt.Figure:
     for ax, (metric, label) in zip(axes, panels):
         bounded = metric == "accuracy"
         sns.pointplot(data=rows, x="constraint_label", y=metric, hue="method", order=order, hue_order=methods,
-                      errorbar=proportion_interval if bounded else t_interval,
+                      errorbar=interval_for(metric),
                       dodge=0.4 if len(methods) > 1 else False, capsize=0.1, markersize=4, ax=ax)
         if bounded:
             declare_bounds(ax, "y")
@@ -161,7 +161,7 @@ def noise_robustness(noise: pd.DataFrame) -> plt.Figure:
         for row, (metric, label) in enumerate([("accuracy", ACCURACY_LABEL), ("margin_snr", MARGIN_SNR_LABEL)]):
             ax = axes[row, column]
             sns.lineplot(data=subset, x="level", y=metric, hue="method", hue_order=methods,
-                         errorbar=proportion_interval if metric == "accuracy" else t_interval, marker="o",
+                         errorbar=interval_for(metric), marker="o",
                          markersize=3, ax=ax)
             if metric == "accuracy":
                 declare_bounds(ax, "y")

@@ -16,21 +16,15 @@ from robustflow.plots.style import (
     log_scale,
     nothing_to_show,
 )
-from robustflow.stats import is_proportion, proportion_interval, t_interval
+from robustflow.stats import interval_for, is_proportion
+from robustflow.studies.loss.claims import reported_rows
 
 BANDS = "variant\n(line: mean over seeds;\nband: 95% t-interval)"
-
-
-def _interval(metric: str):
-    """The seaborn errorbar of ``metric``: clipped to [0, 1] for a proportion."""
-    return proportion_interval if is_proportion(metric.removeprefix("val_")) else t_interval
 
 
 def _bound(ax: plt.Axes, metric: str) -> None:
     if is_proportion(metric.removeprefix("val_")):
         declare_bounds(ax, "y")
-
-from robustflow.studies.loss.claims import reported_rows
 
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
@@ -43,7 +37,7 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
         ("val_margin_snr", "validation margin SNR (mean/std)"),
     ]
     for ax, (column, label) in zip(axes, panels):
-        sns.lineplot(data=history, x="epoch", y=column, hue="variant", errorbar=_interval(column), ax=ax)
+        sns.lineplot(data=history, x="epoch", y=column, hue="variant", errorbar=interval_for(column.removeprefix("val_")), ax=ax)
         _bound(ax, column)
         ax.set(xlabel="epoch", ylabel=label)
     log_scale(axes[0], "y")
@@ -63,7 +57,7 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
         for row, (metric, label) in enumerate([("top1", "test top-1 (fraction)"),
                                                 ("margin_snr", "margin SNR (mean/std)")]):
             ax = axes[row, column]
-            sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=_interval(metric),
+            sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=interval_for(metric.removeprefix("val_")),
                          marker="o", markersize=3, ax=ax)
             _bound(ax, metric)
             ax.set(xlabel=NOISE_LABELS[noise_type] if row == 1 else "", ylabel=label if column == 0 else "")
@@ -96,10 +90,10 @@ def lambda_ablation(noise: pd.DataFrame, baseline: str) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN * 0.75, 2.6), constrained_layout=True)
     for ax, (metric, label) in zip(axes, [("margin_snr", "clean margin SNR (mean/std)"),
                                           ("top1", "clean test top-1 (fraction)")]):
-        sns.lineplot(data=margin, x="margin_lambda", y=metric, errorbar=_interval(metric), marker="o", ax=ax,
+        sns.lineplot(data=margin, x="margin_lambda", y=metric, errorbar=interval_for(metric.removeprefix("val_")), marker="o", ax=ax,
                      label="margin loss")
         if len(base):
-            low, high = _interval(metric)(base[metric])
+            low, high = interval_for(metric.removeprefix("val_"))(base[metric])
             ax.axhline(base[metric].mean(), color="grey", linestyle="--", label=f"{baseline} (baseline)")
             ax.axhspan(low, high, color="grey", alpha=0.15, label=f"{baseline}: 95% t-interval")
         _bound(ax, metric)

@@ -16,6 +16,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter, ScalarFormatter  # noqa: E402
 
+from robustflow.io import atomic_path  # noqa: E402
+
 # A two-column paper's full width is ~7 in; fonts stay >= 8 pt at that size.
 FULL_WIDTH_IN = 7.0
 
@@ -238,8 +240,6 @@ def save_figure(fig: plt.Figure, pdf_path: str | Path, png_path: str | Path) -> 
         if findings:
             plt.close(fig)
             raise FigureCheckError(f"{pdf_path}: " + "; ".join(findings))
-    from robustflow.io import atomic_path  # imported here: robustflow.io imports torch, the plots do not
-
     for path in (pdf_path, png_path):
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=300)
