@@ -121,6 +121,10 @@ def test_stratified_split_sizes_shares_and_seeds():
     assert not np.array_equal(other[2], test)
     with pytest.raises(ValueError, match="cannot hold each of the 3 classes"):
         stratified_split(labels, (0.01,), seed=0)  # a part of 1 image for 3 classes
+    with pytest.raises(ValueError, match=r"too few of: 3 \(2\)"):
+        stratified_split(np.append(labels, [3, 3]), (0.15, 0.15), seed=0)  # class 3: 2 images for 3 parts
+    with pytest.raises(ValueError, match="no labels"):
+        stratified_split(np.array([], dtype=int), (0.2,), seed=0)
 
 
 def test_digits_are_scikit_learns_without_importing_it():

@@ -127,7 +127,11 @@ def stratified_split(
     if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1:
         raise ValueError(f"split fractions must each lie in (0, 1) and sum to less than 1, got {tuple(fractions)}")
     rng = np.random.default_rng(seed)
-    classes, codes = np.unique(labels, return_inverse=True)
+    classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    if not len(counts) or counts.min() < len(fractions) + 1:
+        scarce = ", ".join(f"{c} ({n})" for c, n in zip(classes, counts) if n < len(fractions) + 1) or "no labels"
+        raise ValueError(f"a stratified split into {len(fractions) + 1} parts needs at least that many images of "
+                         f"every class; too few of: {scarce}")
     members = [rng.permutation(np.flatnonzero(codes == k)) for k in range(len(classes))]
     left = np.array([len(m) for m in members])
     parts = []

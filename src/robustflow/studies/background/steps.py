@@ -213,8 +213,6 @@ def _write_npz(path: str | Path, **arrays) -> None:
             np.savez_compressed(handle, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
-
-
 # ----------------------------------------------------------------------------- influence
 
 

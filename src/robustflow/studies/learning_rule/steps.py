@@ -66,9 +66,6 @@ def load_task(task_cfg: dict) -> BinaryTask:
     raise ValueError(f"learning_rule_study.task.source must be 'digits' or 'folder', got {source!r}")
 
 
-
-
-
 def _train_seed(study_cfg: dict, task: BinaryTask, method: str, constraint: tuple[float, float] | None,
                 seed: int) -> tuple[float, ReadoutResult, list[dict]]:
     """Train one seed's readout; returns (lr, ReadoutResult, SGD sweep rows)."""
@@ -137,7 +134,5 @@ def cell(config: dict, job: dict, inputs, outputs) -> None:
     with atomic_path(outputs.weights) as tmp, open(tmp, "wb") as handle:
         # A file handle, because np.savez appends ".npz" to a path that lacks it.
         np.savez(handle, **weights)
-
-
 
 

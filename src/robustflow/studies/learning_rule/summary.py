@@ -23,7 +23,6 @@ from robustflow.studies.learning_rule.plan import (
 SUMMARY_VALUES = ["accuracy", "output_ratio", "margin_snr", "normalized_margin", *WEIGHT_COLUMNS]
 
 
-
 def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     """Join the cells' tables, summarise over seeds (mean, 95% t-interval), and judge the claims.
 

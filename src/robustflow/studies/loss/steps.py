@@ -114,5 +114,3 @@ def evaluate(config: dict, run: dict, inputs, outputs) -> None:
     write_csv(pd.concat(confidence, ignore_index=True), outputs.confidence)
 
 
-
-

@@ -16,7 +16,6 @@ METRICS = ["top1", "top5", "nll", "ece", "mean_confidence", "margin_mean", "marg
            "margin_snr", "normalized_margin", "output_ratio"]
 
 
-
 def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     """Join the per-run tables, summarise over seeds (mean and 95% t-interval), judge the claims."""
     history, noise, confidence = (concat_tables(getattr(inputs, name)) for name in ("history", "noise", "confidence"))

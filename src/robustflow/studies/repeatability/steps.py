@@ -256,7 +256,3 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict:
 # ----------------------------------------------------------------------------- aggregation
 
 
-
-
-
-
