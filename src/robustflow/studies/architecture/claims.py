@@ -9,6 +9,7 @@ interval is narrow enough to see an effect of `MIN_EFFECT`; else they are not te
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pandas as pd
 
@@ -161,25 +162,47 @@ def _directional_measurements(config: dict, runs: pd.DataFrame, robustness: pd.D
     }
 
 
+# Claims judged per model (each model's own runs, its own convergence): one model that cannot
+# be trained at this scale then leaves the other's test standing. The rest compare models.
+PER_MODEL_CLAIMS = (PRETRAINING_RAISES_CLEAN, PRETRAINING_RAISES_CORRUPTED, FINETUNING_RAISES_CORRUPTED,
+                    ACCURACY_FALLS_WITH_SEVERITY)
+
+
+def _judge_directional(config: dict, claim: Claim, values: list[float], preconditions: list) -> dict:
+    if not values:
+        return judge(claim, [], comparable=False,
+                     reason="not measured in this config (the variants or corruptions it needs are absent)")
+    return judge(claim, values, comparable=True, preconditions=preconditions,
+                 reason=f"directional: tested on this config's data ({_study(config)['dataset']})")
+
+
+def _preconditions(config: dict, claim: Claim, runs: pd.DataFrame, history: pd.DataFrame) -> list:
+    """What ``claim`` needs of ``runs`` to be testable: converged training where it compares
+    trained variants, models above chance for the severity claim, nothing for fine-tuning."""
+    if claim is ACCURACY_FALLS_WITH_SEVERITY:
+        return [better_than_chance(runs["clean_top1"], N_CLASSES[_study(config)["dataset"]], "the evaluated models")]
+    return [] if claim in WITHIN_MODEL_CLAIMS else [converged(history)]
+
+
 def claims_table(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame, finetune: pd.DataFrame,
                  history: pd.DataFrame) -> pd.DataFrame:
     """Source 002's Exp 1-3 figures per variant beside the measured ones, plus directional claims
-    (signs of paired differences) that any config can test. ``history`` holds the training runs'
-    per-epoch rows: claims that compare trained variants need every one of them converged;
-    those that compare a model with itself (`WITHIN_MODEL_CLAIMS`) do not, and the severity claim
-    needs models above chance."""
+    (signs of paired differences) that any config can test: `PER_MODEL_CLAIMS` for each model,
+    the comparisons of models over all runs. ``history`` holds the training runs' per-epoch
+    rows for the convergence preconditions (`_preconditions`)."""
     rows = _numeric_claims(config, runs)
+    for spec in _study(config)["models"]:
+        model = spec["id"]
+        own = {name: table[table["model"] == model] if len(table) else table
+               for name, table in (("runs", runs), ("robustness", robustness), ("finetune", finetune),
+                                   ("history", history))}
+        measured = _directional_measurements(config, own["runs"], own["robustness"], own["finetune"])
+        for claim in PER_MODEL_CLAIMS:
+            named = replace(claim, claim_id=claim_id(model, claim.claim_id), statement=f"{model}: {claim.statement}")
+            rows.append(_judge_directional(config, named, measured[claim],
+                                           _preconditions(config, claim, own["runs"], own["history"])))
     measured = _directional_measurements(config, runs, robustness, finetune)
-    preconditions = {claim: [converged(history)] for claim in DIRECTIONAL_CLAIMS if claim not in WITHIN_MODEL_CLAIMS}
-    preconditions[ACCURACY_FALLS_WITH_SEVERITY] = [
-        better_than_chance(runs["clean_top1"], N_CLASSES[_study(config)["dataset"]], "the evaluated models")]
     for claim in DIRECTIONAL_CLAIMS:
-        values = measured[claim]
-        if not values:
-            rows.append(judge(claim, [], comparable=False,
-                              reason="not measured in this config (the variants or corruptions it needs are absent)"))
-            continue
-        rows.append(judge(claim, values, comparable=True,
-                          reason=f"directional: tested on this config's data ({_study(config)['dataset']})",
-                          preconditions=preconditions.get(claim, ())))
+        if claim not in PER_MODEL_CLAIMS:
+            rows.append(_judge_directional(config, claim, measured[claim], _preconditions(config, claim, runs, history)))
     return verdict_table(rows)

@@ -31,6 +31,7 @@ FIGURES = ("accuracy_per_variation", "gap_per_method", "foreground_share")
 RUN_COLUMNS = ["run", "variant", "model", "method", "reg_coeff", "pair_mode", "seed", "label"]
 GRIDS = ("saliency_grid", "influence_grid")
 METHODS = ("standard", "mixed_rand", "paired")
+IN9_CLASSES = 9  # the backgrounds challenge's ImageNet-9
 MIN_DIGIT_SIZE = 8  # the generator's smallest digit
 GAP_COLUMNS = {
     "gap_original_minus_mixed_rand": ("original", "mixed_rand"),
@@ -112,6 +113,8 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
         subset = {"source": study["source"], "models": [{k: spec[k] for k in keys} for spec in study["models"]]}
         if challenge:
             subset["training"] = {"epochs": study["training"]["epochs"]}
+        else:  # chance level for the claims' preconditions; ImageNet-9 has IN9_CLASSES
+            subset["generated"] = {"n_classes": study["generated"]["n_classes"]}
         return {SECTION: subset}
     if step in ("figure", *GRIDS):
         return {}
