@@ -237,8 +237,15 @@ def test_finetune_groups_by_corruption():
         validate(config, SCHEMA)
 
 
+def directional_ids(config: dict, claim_set) -> list[str]:
+    """Ids of the directional claims of ``claim_set``: per model for `claims.PER_MODEL_CLAIMS`."""
+    models = [spec["id"] for spec in config[plan.SECTION]["models"]]
+    return [f"{model}_{claim.claim_id}" if claim in claims.PER_MODEL_CLAIMS else claim.claim_id
+            for claim in claim_set for model in (models if claim in claims.PER_MODEL_CLAIMS else [None])]
+
+
 def test_aggregate_tables_and_claims(pipeline):
-    _, _, _, tables = pipeline
+    config, _, _, tables = pipeline
     runs = tables["runs"].set_index("variant")
     assert sorted(runs.index) == ["cnn-pt", "cnn-scratch", "vit-pt", "vit-scratch"]
     assert runs.loc["cnn-scratch", "mce"] == pytest.approx(1.0)
@@ -249,9 +256,11 @@ def test_aggregate_tables_and_claims(pipeline):
     numeric = table[table["claim_id"].str.endswith("_clean_top1")]
     assert len(numeric) == 4 and (numeric["verdict"] == "not comparable").all()
     assert numeric["reason"].str.contains("embedded default").all()
-    directional = table.set_index("claim_id").loc[[claim.claim_id for claim in claims.DIRECTIONAL_CLAIMS]]
+    directional = table.set_index("claim_id").loc[directional_ids(config, claims.DIRECTIONAL_CLAIMS)]
     assert (directional["verdict"] != "not comparable").all()
-    assert directional.loc["pretraining_raises_corrupted_accuracy", "n"] == len(runs) // 2  # a pair per (model, seed)
+    seeds = len(runs) // 4  # four variants
+    assert directional.loc["cnn_pretraining_raises_corrupted_accuracy", "n"] == seeds  # a pair per seed
+    assert directional.loc["vit_more_robust_than_cnn", "n"] == 2 * seeds  # a pair per (init, seed)
 
 
 def test_every_figure_renders_with_labelled_axes(pipeline):
@@ -278,11 +287,12 @@ def test_missing_manifest_is_named(tmp_path):
 def test_comparisons_of_unconverged_runs_are_not_testable(pipeline):
     # A few epochs cannot show convergence, so every claim that compares trained variants says so;
     # fine-tuning and severity compare each model with itself and are judged on their intervals.
-    _, _, _, tables = pipeline
-    directional = tables["claims"].set_index("claim_id").loc[[c.claim_id for c in claims.DIRECTIONAL_CLAIMS]]
-    within = [claim.claim_id for claim in claims.WITHIN_MODEL_CLAIMS]
-    compared = directional.drop(index=within)
-    compared = compared[compared["n"] >= 2]  # one seed gives vit_pt_most_robust one margin: inconclusive
+    config, _, _, tables = pipeline
+    directional = tables["claims"].set_index("claim_id")
+    within = directional_ids(config, claims.WITHIN_MODEL_CLAIMS)
+    compared = directional.loc[[claim for claim in directional_ids(config, claims.DIRECTIONAL_CLAIMS)
+                                if claim not in within]]
+    compared = compared[compared["n"] >= 2]  # one seed gives one pair per model: inconclusive
     assert len(compared) and (compared["verdict"] == NOT_TESTABLE).all()
     assert compared["reason"].str.contains("too few epochs to check convergence").all()
     assert not directional.loc[within, "reason"].str.contains("convergence").any()

@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
+from robustflow.claims import NOT_TESTABLE
 from robustflow.config import load_schema
 from robustflow.io import checkpoint_dir
 from robustflow.jobs import files
 from robustflow.plots.background import FIGURES, influence_grid, saliency_grid
 from robustflow.plots.style import save_figure
 from robustflow.studies import STUDIES, validate
+from robustflow.studies.background import claims as background_claims
 from robustflow.studies.background import plan, steps, summary
 from robustflow.studies.background.plan import GAP_COLUMNS
 
@@ -114,11 +116,32 @@ def test_claims_table(study_outputs):
     source_002 = claims[claims.index.str.startswith("source002_")]
     assert len(source_002) == 6 and (source_002["verdict"] == "not comparable").all()
     assert source_002["reason"].str.contains("embedded default").all()
-    # directional claims are judged on the runs the sweep has
-    assert claims.loc["cnn_mixed_rand_training_shrinks_bg_gap", "verdict"] in ("reproduced", "not reproduced")
-    assert claims.loc["cnn_mixed_rand_training_shrinks_bg_gap", "n"] == 2
+    # directional claims are judged on the runs the sweep has: a verdict with its reason, or not
+    # testable where the tiny runs could not learn the foreground (the reason says which precondition)
+    judged = claims.loc["cnn_mixed_rand_training_shrinks_bg_gap"]
+    assert judged["verdict"] in ("reproduced", "not reproduced", NOT_TESTABLE) and judged["n"] == 2
+    if judged["verdict"] == NOT_TESTABLE:
+        assert "than chance" in judged["reason"] or "too wide" in judged["reason"]
     assert claims.loc["vit_paired_shrinks_source002_gap", "verdict"] == "not comparable"  # no paired vit runs
     assert claims.loc["cnn_gap_exceeds_vit", "n"] == 2
+
+
+def test_a_model_that_cannot_learn_the_foreground_makes_its_claims_not_testable():
+    # 5 classes (chance 0.2); the cnn's mixed_rand runs learn (0.7 on mixed_rand), the vit's do not (0.21)
+    config = {plan.SECTION: {"source": "generated", "generated": {"n_classes": 5},
+                             "models": [{"id": "cnn", "name": "small_cnn"}, {"id": "vit", "name": "vit_micro"}]}}
+    rows = []
+    for model, learned in (("cnn", 0.7), ("vit", 0.21)):
+        for seed, shift in enumerate((0.0, 0.01, 0.02)):
+            for label, mixed_rand in (("standard", 0.2 + shift), ("mixed_rand", learned + shift)):
+                gap = 0.9 - mixed_rand
+                rows.append({"model": model, "label": label, "seed": seed, "mixed_rand": mixed_rand,
+                             "gap_original_minus_mixed_rand": gap, "bg_gap_mixed_same_minus_mixed_rand": gap})
+    table = background_claims.claims_table(pd.DataFrame(rows), config).set_index("claim_id")
+    assert table.loc["cnn_mixed_rand_training_shrinks_bg_gap", "verdict"] == "reproduced"
+    vit = table.loc["vit_mixed_rand_training_shrinks_bg_gap"]
+    assert vit["verdict"] == NOT_TESTABLE and "no better than chance" in vit["reason"]
+    assert table.loc["cnn_gap_exceeds_vit", "verdict"] == NOT_TESTABLE  # the comparison needs both models
 
 
 def test_influence_table(study_outputs):

@@ -13,6 +13,7 @@ from robustflow.claims import (
     judge,
     verdict_table,
 )
+from robustflow.stats import mean_ci
 from robustflow.studies.learning_rule.claims import CLAIMS
 
 # The source's own (magnitude) claims; the directional ones are judged on any task.
@@ -227,3 +228,10 @@ def test_min_effect_needs_a_one_sided_kind_and_a_positive_size():
         Claim("c", "s", "s", "m", 0.0, "value", min_effect=0.02)
     with pytest.raises(ValueError, match="min_effect"):
         Claim("c", "s", "s", "m", 0.0, "above", min_effect=0.0)
+
+
+def test_a_proportion_claim_s_interval_stays_within_0_and_1():
+    accuracy = Claim("acc", "source 000", "reaches 100% accuracy", "accuracy", 1.0, "value", proportion=True)
+    row = judge(accuracy, [1.0, 0.99, 0.995], comparable=True)
+    _, low, high = mean_ci([1.0, 0.99, 0.995])
+    assert high > 1 and row["ci_high"] == 1.0 and row["ci_low"] == pytest.approx(low)

@@ -354,7 +354,10 @@ def run_architecture(config: dict, rng: random.Random, root: Path) -> None:
     expected = [f"{plan.variant_id(spec['id'], init)}_{metric}" for spec in config[plan.SECTION]["models"]
                 for init in plan.INITS if (spec["family"], init) in claims.SOURCE_TABLE
                 for metric in claims.NUMERIC_METRICS]
-    check_claims(pd.read_csv(outputs["claims"]), [*expected, *(c.claim_id for c in claims.DIRECTIONAL_CLAIMS)])
+    models = [spec["id"] for spec in config[plan.SECTION]["models"]]
+    expected += [f"{model}_{c.claim_id}" for model in models for c in claims.PER_MODEL_CLAIMS]
+    check_claims(pd.read_csv(outputs["claims"]),
+                 [*expected, *(c.claim_id for c in claims.DIRECTIONAL_CLAIMS if c not in claims.PER_MODEL_CLAIMS)])
     figure_inputs = files(**{name: outputs[name] for name in ("history", "robustness", "finetune", "runs")})
     for name in figure_names(plan.targets(config), "architecture"):
         job = {"figure": name}

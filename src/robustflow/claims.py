@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from robustflow.stats import mean_ci
+from robustflow.stats import mean_ci, proportion_ci
 
 KINDS = ("value", "ratio", "relative_change", "at_least", "at_most", "above")
 NOT_TESTABLE = "not testable at this scale"
@@ -76,6 +76,7 @@ class Claim:
     kind: str
     rel_tol: float | None = None
     min_effect: float | None = None
+    proportion: bool = False  # the measurements lie in [0, 1] (an accuracy): the interval is clipped to it
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -115,11 +116,12 @@ _ONE_SIDED = {
 }
 
 
-def _summary(values: list[float]) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values: the 95% t-interval needs two of them."""
+def _summary(values: list[float], proportion: bool) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values: the 95% t-interval needs two of them (clipped
+    to [0, 1] for a proportion, as in the summaries)."""
     finite = [v for v in values if math.isfinite(v)]
     if len(finite) >= 2:
-        mean, lo, hi = (float(v) for v in mean_ci(finite, confidence=0.95))
+        mean, lo, hi = (float(v) for v in (proportion_ci if proportion else mean_ci)(finite, confidence=0.95))
         return mean, lo, hi, len(finite)
     return (finite[0] if finite else math.nan), math.nan, math.nan, len(finite)
 
@@ -167,7 +169,7 @@ def judge(
     if not tolerance >= 0:
         raise ValueError(f"rel_tol must be >= 0, got {rel_tol!r}")
     values = [float(v) for v in measured]
-    mean, lo, hi, n = _summary(values)
+    mean, lo, hi, n = _summary(values, claim.proportion)
     interval = f"measured mean {_fmt(mean)}, 95% CI [{_fmt(lo)}, {_fmt(hi)}] (n={n})"
     if not comparable:
         verdict, explanation = "not comparable", reason.strip()

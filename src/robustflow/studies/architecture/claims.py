@@ -69,7 +69,8 @@ def _numeric_claims(config: dict, runs: pd.DataFrame) -> list[dict]:
             reason = _comparability(config, spec)
             for metric, (what, column, description) in NUMERIC_METRICS.items():
                 claim = Claim(claim_id(variant, metric), SOURCE, f"{label}: {what} {SOURCE_TABLE[key][column]}%",
-                              description, SOURCE_TABLE[key][column] / 100, "value", rel_tol=ACCURACY_REL_TOL)
+                              description, SOURCE_TABLE[key][column] / 100, "value", rel_tol=ACCURACY_REL_TOL,
+                              proportion=metric != "finetune_improvement")
                 measured = runs.loc[runs["variant"] == variant, metric].tolist() if metric in runs.columns else []
                 if not measured:
                     rows.append(judge(claim, [], comparable=False, reason="not measured in this config"))

@@ -81,9 +81,10 @@ CLAIMS: tuple[LearningRuleClaim, ...] = (
                             "output_ratio hebbian / output_ratio sgd_mse", 133.0, "ratio"),
                       (FREE, SGD), _hebbian_over_sgd),
     LearningRuleClaim(Claim("sgd_mse_accuracy", SOURCE, "SGD (MSE) readout reaches 38% accuracy (its weights explode)",
-                            "accuracy", 0.38, "value"), (SGD,), _metric(*SGD, "accuracy")),
+                            "accuracy", 0.38, "value", proportion=True), (SGD,), _metric(*SGD, "accuracy")),
     LearningRuleClaim(Claim("hebbian_accuracy", SOURCE, "Unconstrained Hebbian readout reaches 100% accuracy",
-                            "accuracy", 1.0, "value", rel_tol=0.02), (FREE,), _metric(*FREE, "accuracy")),
+                            "accuracy", 1.0, "value", rel_tol=0.02, proportion=True), (FREE,),
+                      _metric(*FREE, "accuracy")),
     *_constraint_claims(0.0, 2.0, 245.61, -0.104, "loose"),
     *_constraint_claims(0.0, 1.0, 169.30, -0.383, "physical"),
     *_constraint_claims(0.0, 0.5, 93.23, -0.660, "tight"),
@@ -103,7 +104,8 @@ CLAIMS: tuple[LearningRuleClaim, ...] = (
                       (FREE, ("hebbian", TIGHT)), _relative_change(TIGHT), directional=True),
     LearningRuleClaim(Claim("sgd_mse_fails_to_learn", SOURCE,
                             "SGD (MSE) fails to learn (38% accuracy): no better than chance (0.5 for two balanced "
-                            "classes)", "accuracy sgd_mse, unconstrained, lr picked on validation", 0.5, "at_most"),
+                            "classes)", "accuracy sgd_mse, unconstrained, lr picked on validation", 0.5, "at_most",
+                            proportion=True),
                       (SGD,), _metric(*SGD, "accuracy"), directional=True),
 )
 

@@ -128,17 +128,25 @@ class Directional(NamedTuple):
     column: str
     better: str  # the role expected to be better
     lower_is_better: bool
+    # The smallest effect the claim is about: an interval still reaching it is too wide to tell
+    # the effect from none ("not testable at this scale"), one that excludes it "not reproduced".
+    min_effect: float
+
+
+# 0.02 of a proportion (~5 of 270 test images); flip probabilities are a few percent per frame,
+# so a quarter of a percentage point is already a tenth of a typical one.
+PROPORTION_EFFECT, FLIP_EFFECT = 0.02, 0.0025
 
 
 DIRECTIONAL = (
     Directional("anti_aliasing_raises_consistency", "anti-aliasing (BlurPool) raises shift consistency",
-                "consistency", "anti_aliased", lower_is_better=False),
+                "consistency", "anti_aliased", lower_is_better=False, min_effect=PROPORTION_EFFECT),
     Directional("augmix_lowers_corruption_error", "AugMix lowers the corruption error",
-                "mean_corruption_error", "augmix", lower_is_better=True),
+                "mean_corruption_error", "augmix", lower_is_better=True, min_effect=PROPORTION_EFFECT),
     Directional("augmix_lowers_flip_probability", "AugMix lowers the flip probability (mean over scored perturbations)",
-                "mean_flip_probability", "augmix", lower_is_better=True),
+                "mean_flip_probability", "augmix", lower_is_better=True, min_effect=FLIP_EFFECT),
     Directional("stability_lowers_noise_flip_probability", "stability training lowers the flip probability under noise",
-                "noise_flip_probability", "stability", lower_is_better=True),
+                "noise_flip_probability", "stability", lower_is_better=True, min_effect=FLIP_EFFECT),
 )
 
 
@@ -158,7 +166,8 @@ def _directional_rows(runs: pd.DataFrame, config: dict, model: str) -> list[dict
         worse = roles.get("standard")
         order = (worse, better) if item.lower_is_better else (better, worse)
         metric = f"{item.column}: {order[0]} - {order[1]}, per seed"
-        claim = Claim(claim_id(model, item.name), SOURCE, f"{model}: {item.statement}", metric, 0.0, "above")
+        claim = Claim(claim_id(model, item.name), SOURCE, f"{model}: {item.statement}", metric, 0.0, "above",
+                      min_effect=item.min_effect)
         if better is None or worse is None:
             rows.append(judge(claim, [], comparable=False, reason=f"not in this config's sweep (needs a standard "
                               f"method and a {item.better} method)"))
