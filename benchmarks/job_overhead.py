@@ -4,8 +4,9 @@ Every job of the DAG is a fresh interpreter: Snakemake runs the rule's script, w
 `robustflow.jobs` and the study module holding its step, then `run_step` opens the log and
 sets the device up before the step's own work starts. This measures that path for one script
 of each kind (train, evaluate, aggregate, figure) of every study, with the step replaced by a
-no-op, beside a bare interpreter start and a bare ``import torch``; and what Snakemake itself
-adds per job (a rule whose script only touches its output). Checkouts are measured side by side, interleaved
+no-op, beside a bare interpreter start and a bare ``import torch``; what Snakemake itself adds
+per job (a rule whose script only touches its output); and, as the first work of a step, the
+plotting libraries' import and the default's data load. Checkouts are measured side by side, interleaved
 round by round, so a change in machine load hits all of them alike; a checkout runs with its
 own ``src`` first on ``PYTHONPATH``::
 
@@ -36,7 +37,10 @@ KINDS = {  # kind -> the script of that kind per study (the learning-rule study 
     "figure": [f"{study}_figure" for study in ("loss", "learning_rule", "architecture", "background",
                                                 "repeatability")],
 }
-BASELINES = {"bare interpreter": "pass", "bare import torch": "import torch"}
+BASELINES = {"bare interpreter": "pass", "bare import torch": "import torch",
+             "import matplotlib.pyplot, seaborn (a figure step's own first work)": "import matplotlib.pyplot, seaborn"}
+# Per checkout, beside the no-op jobs: the default's data as a job's step first loads it.
+DATA_LOAD = {"load the digits (the default's data)": "from robustflow.data import load_dataset; load_dataset('digits')"}
 
 # Runs one adapter script as Snakemake would, with a stand-in `snakemake` object and the step
 # swapped for a no-op, so only the imports and `run_step`'s own set-up are timed.
@@ -115,8 +119,8 @@ def snakemake_per_job(folder: Path, env: dict, jobs: int = 6) -> float:
     return (run(jobs) - run(1)) / (jobs - 1)
 
 
-def measure(checkouts: dict[str, Path], rounds: int, folder: Path) -> dict[tuple[str, str], list[float]]:
-    scripts = [script for kind in KINDS.values() for script in kind]
+def measure(checkouts: dict[str, Path], rounds: int, folder: Path, kinds: list[str]) -> dict[tuple[str, str], list[float]]:
+    scripts = [script for kind in kinds for script in KINDS[kind]]
     specs = {script: job_spec(script, folder) for script in scripts}
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
@@ -129,6 +133,8 @@ def measure(checkouts: dict[str, Path], rounds: int, folder: Path) -> dict[tuple
             for script in scripts:
                 command = [sys.executable, "-c", DRIVER, str(checkout / "scripts" / f"{script}.py"), str(specs[script])]
                 times.setdefault((name, script), []).append(seconds(command, env))
+            for label, code in DATA_LOAD.items():
+                times.setdefault((name, label), []).append(seconds([sys.executable, "-c", code], env))
     return times
 
 
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--checkout", action="append", default=None, metavar="NAME=PATH",
                         help="a checkout to measure (repeatable); default: this one")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS), help="job kinds to measure")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
@@ -144,10 +151,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  (item.split("=", 1) for item in (args.checkout or [f"this={REPO}"]))}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "snakemake").mkdir()
-        times = measure(checkouts, args.rounds, Path(tmp))
+        times = measure(checkouts, args.rounds, Path(tmp), args.kinds)
     torch_s = statistics.median(times[("-", "bare import torch")])
     kind_of = {script: kind for kind, scripts in KINDS.items() for script in scripts}
-    rows = [{"checkout": name, "kind": kind_of.get(what, "baseline"), "what": what,
+    rows = [{"checkout": name, "kind": kind_of.get(what, "baseline" if name == "-" else "data"), "what": what,
              "median_s": statistics.median(values), "min_s": min(values),
              "x_import_torch": statistics.median(values) / torch_s, "rounds": len(values)}
             for (name, what), values in times.items()]

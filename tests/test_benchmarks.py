@@ -30,3 +30,13 @@ def test_model_throughput_rejects_bad_arguments():
     benchmark = load_benchmark("model_throughput")
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--steps", "0"])
+
+
+def test_job_overhead_reports_each_job_beside_the_baselines(capsys):
+    benchmark = load_benchmark("job_overhead")
+    rows = benchmark.main(["--rounds", "1", "--kinds", "aggregate"])
+    measured = {row["what"]: row for row in rows}
+    assert set(benchmark.KINDS["aggregate"]) | set(benchmark.BASELINES) | set(benchmark.DATA_LOAD) <= set(measured)
+    assert all(row["median_s"] > 0 for row in rows)
+    assert measured["bare import torch"]["x_import_torch"] == 1.0
+    assert "| this | aggregate | loss_aggregate |" in capsys.readouterr().out
