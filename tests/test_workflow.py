@@ -119,7 +119,7 @@ def test_dry_run_of_default_config_plans_every_run(tmp_path):
     assert jobs["loss_train"] == runs and jobs["loss_evaluate"] == runs
     assert jobs["loss_figure"] == 4 and jobs["loss_aggregate"] == 1
     assert jobs["learning_rule_cell"] == 4 * 4 and jobs["learning_rule_figure"] == 5
-    assert jobs["architecture_train"] == 2 * 2 * 2 and jobs["architecture_pretrain"] == 2 * 2
+    assert jobs["architecture_train"] == 2 * 2 * 3 and jobs["architecture_pretrain"] == 2 * 3  # models x inits x seeds
     assert jobs["architecture_prepare_cifar10c"] == 1 and jobs["architecture_figure"] == 5
     runs = 2 * 4 * 3  # models x (standard, mixed_rand, paired x 2 reg_coeffs) x seeds
     assert jobs["background_train"] == runs and jobs["background_evaluate"] == runs
