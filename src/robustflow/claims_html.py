@@ -44,11 +44,11 @@ REQUIRED = ("claim_id", "source", "statement", "metric", "claimed", "measured_me
             "ci_high", "n", "verdict", "reason")
 STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #212121; }
-table { border-collapse: collapse; width: 100%; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
 th, td { border: 1px solid #bdbdbd; padding: 4px 6px; text-align: left; vertical-align: top; }
 th { background: #eceff1; position: sticky; top: 0; }
-td.number { white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.verdict { font-weight: 600; white-space: nowrap; }
+td.number { font-variant-numeric: tabular-nums; }
+td.verdict { font-weight: 600; }
 .claim-id { font-family: monospace; font-size: 12px; color: #546e7a; }
 """
 
@@ -79,13 +79,13 @@ def _row(row, with_study: bool) -> str:
     cells = [f"<td>{html.escape(str(row.study))}</td>"] if with_study else []
     cells += [
         f'<td><span class="claim-id">{html.escape(str(row.claim_id))}</span><br>{html.escape(str(row.statement))}</td>',
-        f"<td>{html.escape(str(row.source))}</td>",
-        f"<td>{html.escape(str(row.metric))}</td>",
-        f'<td class="number">{_number(row.claimed)}</td>',
-        f'<td class="number">{_measured(row)}</td>',
         f'<td class="verdict" data-verdict="{html.escape(str(row.verdict))}" '
         f'style="background: {background}; color: {text}">{html.escape(str(row.verdict))}</td>',
         f"<td>{html.escape(str(row.reason))}</td>",
+        f'<td class="number">{_measured(row)}</td>',
+        f'<td class="number">{_number(row.claimed)}</td>',
+        f"<td>{html.escape(str(row.metric))}</td>",
+        f"<td>{html.escape(str(row.source))}</td>",
     ]
     return "<tr>" + "".join(cells) + "</tr>"
 
@@ -97,9 +97,11 @@ def claims_html(table: pd.DataFrame, title: str) -> str:
     if missing:
         raise ValueError(f"claims table {title!r} lacks columns {missing}")
     with_study = "study" in table.columns
-    headings = ["study"] * with_study + ["claim", "source", "metric", "claimed", "measured mean [95% CI] (n)",
-                                         "verdict", "reason"]
-    head = "".join(f"<th>{heading}</th>" for heading in headings)
+    # The verdict and its reason next to the claim, so they are read without scrolling sideways.
+    columns = [("study", 8)] * with_study + [("claim", 20), ("verdict", 9), ("reason", 29),
+                                             ("measured mean [95% CI] (n)", 12), ("claimed", 6), ("metric", 10),
+                                             ("source", 6)]
+    head = "".join(f'<th style="width: {width}%">{heading}</th>' for heading, width in columns)
     body = "\n".join(_row(row, with_study) for row in table.itertuples(index=False))
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n"

@@ -115,8 +115,8 @@ FINETUNING_RAISES_CORRUPTED = _directional(
     "finetuning_raises_corrupted_accuracy", "fine-tuning on CIFAR-10-C raises corrupted accuracy (hypothesis 2)",
     "test top-1 after - before fine-tuning, mean over corruptions and severities, per run")
 ACCURACY_FALLS_WITH_SEVERITY = Claim(
-    "accuracy_falls_with_severity", "CIFAR-10-C (Hendrycks & Dietterich 2019), as source 002 uses it",
-    "accuracy falls as the corruption's severity rises",
+    "accuracy_falls_with_severity", SOURCE,
+    "accuracy falls as the corruption's severity rises (CIFAR-10-C's design, Hendrycks & Dietterich 2019)",
     "top-1 at the lowest minus the highest severity, mean over corruptions, per run", 0.0, "above",
     min_effect=MIN_EFFECT)
 DIRECTIONAL_CLAIMS = (PRETRAINING_RAISES_CLEAN, PRETRAINING_RAISES_CORRUPTED, VIT_MORE_ROBUST, VIT_PT_MOST_ROBUST,
