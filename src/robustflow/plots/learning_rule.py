@@ -107,7 +107,8 @@ def snr_by_method(metrics: pd.DataFrame) -> plt.Figure:
     reference = _constraint_order(metrics["constraint"])[0]
     rows = _finite(metrics[metrics["constraint"] == reference], ["output_ratio", "margin_snr"])
     methods = _methods(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 2.8), constrained_layout=True)
+    # 3.4 in tall: the two-line y labels must fit beside the panels, under the suptitle
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH_IN, 3.4), constrained_layout=True)
     for ax, (metric, label) in zip(axes, [("output_ratio", OUTPUT_RATIO_LABEL), ("margin_snr", MARGIN_SNR_LABEL)]):
         sns.pointplot(data=rows, x="method", y=metric, order=methods, errorbar=t_interval,
                       linestyle="none", capsize=0.2, ax=ax)
@@ -231,7 +232,8 @@ def lr_sweep(sweep: pd.DataFrame) -> plt.Figure:
                        label="diverged run (last finite weights)")
         log_scale(ax, "x")
         ax.set(xlabel="learning rate (log scale)", ylabel="validation accuracy (fraction)",
-               title=f"validation split, weight constraint {_constraint_label(constraint)}")
+               title=f"constraint {_constraint_label(constraint)}")
+    fig.suptitle("SGD readouts on the validation split, one panel per weight constraint", fontsize=8)
     _shared_legend(fig, "SGD readout\nlines: " + _interval_title(_seeds(sweep), True).replace("95%", "bands: 95%"))
     return fig
 

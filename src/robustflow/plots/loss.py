@@ -3,6 +3,8 @@ over seeds (clipped to [0, 1] for accuracies)."""
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -60,9 +62,11 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
             sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=interval_for(metric.removeprefix("val_")),
                          marker="o", markersize=3, ax=ax)
             _bound(ax, metric)
-            ax.set(xlabel=NOISE_LABELS[noise_type] if row == 1 else "", ylabel=label if column == 0 else "")
-            if row == 0:
-                ax.set_title(f"test set with {noise_type.replace('_', ' ')} noise")
+            xlabel = textwrap.fill(NOISE_LABELS[noise_type], 18)  # two lines: four panels share the width
+            ax.set(xlabel=xlabel if row == 1 else "", ylabel=label if column == 0 else "")
+            if row == 0:  # short: four panels share the width; the suptitle says what they are
+                ax.set_title(noise_type.replace("_", " "))
+    fig.suptitle("Test set with added noise, one panel per noise type", fontsize=8)
     legend_outside(fig, axes[0, 0], BANDS)
     return fig
 
