@@ -49,7 +49,7 @@ th, td { border: 1px solid #bdbdbd; padding: 4px 6px; text-align: left; vertical
 th { background: #eceff1; position: sticky; top: 0; }
 td.number { font-variant-numeric: tabular-nums; }
 td.verdict { font-weight: 600; }
-.claim-id { font-family: monospace; font-size: 12px; color: #546e7a; }
+.claim-id { font-family: monospace; font-size: 12px; color: #546e7a; overflow-wrap: anywhere; }
 """
 
 
@@ -98,7 +98,7 @@ def claims_html(table: pd.DataFrame, title: str) -> str:
         raise ValueError(f"claims table {title!r} lacks columns {missing}")
     with_study = "study" in table.columns
     # The verdict and its reason next to the claim, so they are read without scrolling sideways.
-    columns = [("study", 8)] * with_study + [("claim", 20), ("verdict", 9), ("reason", 29),
+    columns = [("study", 8)] * with_study + [("claim", 20), ("verdict", 10), ("reason", 28),
                                              ("measured mean [95% CI] (n)", 12), ("claimed", 6), ("metric", 10),
                                              ("source", 6)]
     head = "".join(f'<th style="width: {width}%">{heading}</th>' for heading, width in columns)

@@ -62,7 +62,7 @@ def robustness_curves(noise: pd.DataFrame) -> plt.Figure:
             sns.lineplot(data=subset, x="level", y=metric, hue="variant", errorbar=interval_for(metric.removeprefix("val_")),
                          marker="o", markersize=3, ax=ax)
             _bound(ax, metric)
-            xlabel = textwrap.fill(NOISE_LABELS[noise_type], 18)  # two lines: four panels share the width
+            xlabel = textwrap.fill(NOISE_LABELS[noise_type], 20)  # two lines: four panels share the width
             ax.set(xlabel=xlabel if row == 1 else "", ylabel=label if column == 0 else "")
             if row == 0:  # short: four panels share the width; the suptitle says what they are
                 ax.set_title(noise_type.replace("_", " "))
