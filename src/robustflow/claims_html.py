@@ -45,11 +45,12 @@ REQUIRED = ("claim_id", "source", "statement", "metric", "claimed", "measured_me
 STYLE = """
 body { font-family: system-ui, sans-serif; font-size: 14px; margin: 1em; color: #212121; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; }
-th, td { border: 1px solid #bdbdbd; padding: 4px 6px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #bdbdbd; padding: 4px 6px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #eceff1; position: sticky; top: 0; }
 td.number { font-variant-numeric: tabular-nums; }
 td.verdict { font-weight: 600; }
-.claim-id { font-family: monospace; font-size: 12px; color: #546e7a; overflow-wrap: anywhere; }
+.claim-id { font-family: monospace; font-size: 12px; color: #546e7a; }
 """
 
 
