@@ -178,7 +178,8 @@ def test_a_nested_command_line_value_fails_with_the_config_file_way(tmp_path):
 
 
 def test_no_file_refers_to_documents_outside_the_repository():
-    outside = ("REFERENCE.md", "../shared", "shared/", "seeds/")
+    # The names of the documents outside, written in pieces so that this file does not point at them either.
+    outside = ("REFERENCE" ".md", ".." "/shared", "shared" "/", "seeds" "/")
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     this_file = Path(__file__).relative_to(REPO).as_posix()
     hits = [(name, pointer) for name in tracked if name != this_file and (REPO / name).is_file()
