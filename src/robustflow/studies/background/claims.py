@@ -81,9 +81,10 @@ def claims_table(gaps: pd.DataFrame, config: dict) -> pd.DataFrame:
     the directional claims (seed-paired differences that must be >= 0) hold anywhere.
     """
     rows = _source_002_rows(gaps, config)
+    learns_foreground = {model: _learns_foreground(gaps, model, config) for model in _models(config)}
     for model in _models(config):
-        rows += _directional_rows(gaps, model, _learns_foreground(gaps, model, config))
-    rows.append(_cnn_vs_vit_row(gaps, config))
+        rows += _directional_rows(gaps, model, learns_foreground[model])
+    rows.append(_cnn_vs_vit_row(gaps, config, learns_foreground))
     return verdict_table(rows)
 
 
@@ -142,7 +143,7 @@ def _directional_rows(gaps: pd.DataFrame, model: str, preconditions: list[Precon
     return rows
 
 
-def _cnn_vs_vit_row(gaps: pd.DataFrame, config: dict) -> dict:
+def _cnn_vs_vit_row(gaps: pd.DataFrame, config: dict, learns_foreground: dict[str, list[Precondition]]) -> dict:
     """Hypothesis 3: the first CNN's gap minus the first ViT's, standard training, per seed."""
     specs = _models(config)
     cnn = [m for m in specs if not specs[m]["name"].startswith("vit")]
@@ -152,6 +153,6 @@ def _cnn_vs_vit_row(gaps: pd.DataFrame, config: dict) -> dict:
                   0.0, "above", min_effect=MIN_EFFECT)
     if not (cnn and vit and "standard" in set(gaps["label"])):
         return judge(claim, [], comparable=False, reason="needs a CNN and a ViT trained with method standard")
-    preconditions = [*_learns_foreground(gaps, cnn[0], config), *_learns_foreground(gaps, vit[0], config)]
+    preconditions = [*learns_foreground[cnn[0]], *learns_foreground[vit[0]]]
     return judge(claim, _difference(gaps, cnn[0], "standard", vit[0], "standard", "gap_original_minus_mixed_rand"),
                  comparable=True, reason=f"{cnn[0]} vs {vit[0]}", preconditions=preconditions)
