@@ -147,19 +147,26 @@ def _vit_pt_margins(runs: pd.DataFrame) -> list[float]:
     return margins
 
 
-def _directional_measurements(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame,
-                              finetune: pd.DataFrame) -> dict[Claim, list[float]]:
-    families = {spec["family"] for spec in _study(config)["models"]}
+def _model_measurements(runs: pd.DataFrame, robustness: pd.DataFrame, finetune: pd.DataFrame
+                        ) -> dict[Claim, list[float]]:
+    """The measurements of the `PER_MODEL_CLAIMS`, from one model's tables."""
     pretrained, scratch = {"init": "pretrained"}, {"init": "scratch"}
     return {
         PRETRAINING_RAISES_CLEAN: _paired(runs, "clean_top1", pretrained, scratch, on=["model", "seed"]),
         PRETRAINING_RAISES_CORRUPTED: _paired(runs, "mean_c_top1", pretrained, scratch, on=["model", "seed"]),
-        VIT_MORE_ROBUST: (_paired(runs, "mean_c_top1", {"family": "vit"}, {"family": "cnn"}, on=["init", "seed"])
-                          if {"vit", "cnn"} <= families else []),
-        VIT_PT_MOST_ROBUST: _vit_pt_margins(runs),
         FINETUNING_RAISES_CORRUPTED: (finetune.groupby("run")["top1_improvement"].mean().tolist()
                                       if len(finetune) else []),
         ACCURACY_FALLS_WITH_SEVERITY: _severity_drops(robustness),
+    }
+
+
+def _comparison_measurements(config: dict, runs: pd.DataFrame) -> dict[Claim, list[float]]:
+    """The measurements of the claims that compare models, from every run."""
+    families = {spec["family"] for spec in _study(config)["models"]}
+    return {
+        VIT_MORE_ROBUST: (_paired(runs, "mean_c_top1", {"family": "vit"}, {"family": "cnn"}, on=["init", "seed"])
+                          if {"vit", "cnn"} <= families else []),
+        VIT_PT_MOST_ROBUST: _vit_pt_margins(runs),
     }
 
 
@@ -197,13 +204,11 @@ def claims_table(config: dict, runs: pd.DataFrame, robustness: pd.DataFrame, fin
         own = {name: table[table["model"] == model] if len(table) else table
                for name, table in (("runs", runs), ("robustness", robustness), ("finetune", finetune),
                                    ("history", history))}
-        measured = _directional_measurements(config, own["runs"], own["robustness"], own["finetune"])
+        measured = _model_measurements(own["runs"], own["robustness"], own["finetune"])
         for claim in PER_MODEL_CLAIMS:
             named = replace(claim, claim_id=claim_id(model, claim.claim_id), statement=f"{model}: {claim.statement}")
             rows.append(_judge_directional(config, named, measured[claim],
                                            _preconditions(config, claim, own["runs"], own["history"])))
-    measured = _directional_measurements(config, runs, robustness, finetune)
-    for claim in DIRECTIONAL_CLAIMS:
-        if claim not in PER_MODEL_CLAIMS:
-            rows.append(_judge_directional(config, claim, measured[claim], _preconditions(config, claim, runs, history)))
+    for claim, values in _comparison_measurements(config, runs).items():
+        rows.append(_judge_directional(config, claim, values, _preconditions(config, claim, runs, history)))
     return verdict_table(rows)
