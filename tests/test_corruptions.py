@@ -31,6 +31,7 @@ from robustflow.corruptions import _ops
 from robustflow.corruptions.blur import _glass_positions, glass_shuffle
 from robustflow.corruptions.geometric import elastic_from_draws
 from robustflow.corruptions.weather import (
+    chamfer_distance,
     fog_with_plasma,
     plasma_fractal,
     snow_from_draws,
@@ -236,6 +237,32 @@ def test_motion_blur_matches_reference_at_given_angles(
             ]
         )
         assert np.abs(ours - theirs).mean() < FLOAT_TOLERANCE
+
+
+def test_motion_blur_by_direction_equals_per_image_blur(clean: torch.Tensor) -> None:
+    """A batch with few directions takes the shifted-window path, one image alone the gather
+    path: both give the same floats, for every radius the corruptions use."""
+    per_direction = _ops._IMAGES_PER_DIRECTION
+    x = clean[:8].repeat(per_direction // 2, 1, 1, 1)
+    angles = torch.tensor([-170.0, -45.0, 30.0, 100.0], dtype=torch.float64).repeat_interleave(per_direction)
+    for radius, sigma in [(6, 1.8), (10, 2.0), (15, 5.0)]:
+        batched = _ops.motion_blur(x, radius, sigma, angles)
+        alone = torch.cat([_ops.motion_blur(x[i : i + 1], radius, sigma, angles[i : i + 1]) for i in range(len(x))])
+        assert torch.equal(batched, alone)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (12, 40)])
+def test_chamfer_distance_equals_opencv(shape: tuple[int, int]) -> None:
+    """Same float32 sums as cv2.distanceTransform(DIST_L2, 5), so the distances are equal, not
+    close: sparse, dense and no edges at all, on square and oblong images."""
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    edges = np.concatenate([rng.random((12, 1, *shape)) < p for p in (0.003, 0.03, 0.3)])
+    edges[0] = False
+    ours = chamfer_distance(torch.from_numpy(edges), 20.0).numpy()
+    theirs = [np.minimum(cv2.distanceTransform((~e[0]).astype(np.uint8), cv2.DIST_L2, 5), 20.0) for e in edges]
+    np.testing.assert_array_equal(ours[:, 0], np.stack(theirs))
+    assert (ours[0] == 20.0).all() and (ours[edges] == 0).all()
 
 
 def test_glass_shuffle_matches_compiled_reference() -> None:

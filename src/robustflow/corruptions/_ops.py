@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -103,15 +104,19 @@ def separable_filter(x: torch.Tensor, kernel_h: np.ndarray, kernel_w: np.ndarray
 
 
 def correlate2d(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
-    """Correlate every channel of ``x`` (N, C, H, W) with one 2-D kernel (odd sides)."""
-    n, c, h, w = x.shape
+    """Correlate every channel of ``x`` (N, C, H, W) with one small 2-D kernel (odd sides):
+    a weighted sum of shifted views of the padded batch, one per non-zero tap (on CPUs a
+    single-channel ``conv2d`` is several times slower)."""
+    h, w = x.shape[-2:]
     kh, kw = kernel.shape
     device = x.device
-    planes = x.reshape(n * c, 1, h, w)
-    planes = planes.index_select(2, torch.as_tensor(border_indices(h, kh // 2, mode), device=device))
-    planes = planes.index_select(3, torch.as_tensor(border_indices(w, kw // 2, mode), device=device))
-    weight = kernel.to(dtype=x.dtype, device=device).reshape(1, 1, kh, kw)
-    return F.conv2d(planes, weight).reshape(n, c, h, w)
+    padded = x.index_select(-2, torch.as_tensor(border_indices(h, kh // 2, mode), device=device))
+    padded = padded.index_select(-1, torch.as_tensor(border_indices(w, kw // 2, mode), device=device))
+    out = torch.zeros_like(x)
+    for (dy, dx), weight in np.ndenumerate(kernel.detach().cpu().numpy()):
+        if weight:
+            out.add_(padded[..., dy : dy + h, dx : dx + w], alpha=float(weight))
+    return out
 
 
 def gaussian_filter(
@@ -197,7 +202,33 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles_deg: torch.Te
     direction (edge pixels repeated), weighted by a half Gaussian; it stops once a shift leaves
     the image. ``angles_deg`` has shape (N,).
     """
-    n, c, h, w = x.shape
+    taps = _motion_blur_taps(radius, sigma, angles_deg, *x.shape[-2:])
+    directions, members = torch.unique(angles_deg.detach().cpu(), return_inverse=True)
+    if len(directions) * _IMAGES_PER_DIRECTION <= len(x):
+        return _blur_by_direction(x, taps, members)
+    return _blur_by_gather(x, taps)
+
+
+# Below this many images per distinct direction, one gather per tap beats shifted windows.
+_IMAGES_PER_DIRECTION = 16
+
+
+class _BlurTaps(NamedTuple):
+    """Each tap's whole-pixel shift in y and x and its weight, all (taps, N)."""
+
+    shift_y: torch.Tensor
+    shift_x: torch.Tensor
+    weights: torch.Tensor
+
+    @property
+    def pad(self) -> int:
+        """Replicate padding by this much puts every shifted copy inside the padded image."""
+        return int(max(self.shift_y.abs().max(), self.shift_x.abs().max()))
+
+
+def _motion_blur_taps(radius: int, sigma: float, angles_deg: torch.Tensor, h: int, w: int) -> _BlurTaps:
+    """The half-Gaussian taps along each direction, weight 0 from the first shift that leaves
+    the image; taps too light to matter are dropped."""
     width = 2 * radius + 1
     taps = np.exp(-(np.arange(width, dtype=np.float64) ** 2) / (2 * sigma**2))
     taps /= taps.sum()
@@ -207,29 +238,49 @@ def motion_blur(x: torch.Tensor, radius: int, sigma: float, angles_deg: torch.Te
     theta = torch.deg2rad(angles_deg.detach().to("cpu", torch.float64))
     point_y, point_x = width * torch.sin(theta), width * torch.cos(theta)
     hypot = torch.hypot(point_y, point_x)
-    steps = torch.arange(width, dtype=torch.float64)[:, None]
-    shift_y = -torch.ceil(steps * point_y / hypot - 0.5).long()  # (width, N)
+    steps = torch.arange(used, dtype=torch.float64)[:, None]
+    shift_y = -torch.ceil(steps * point_y / hypot - 0.5).long()
     shift_x = -torch.ceil(steps * point_x / hypot - 0.5).long()
     inside = (shift_y.abs() < h) & (shift_x.abs() < w)
     inside = torch.cummin(inside.int(), dim=0).values.bool()  # the reference loop breaks
-    weights = torch.as_tensor(taps)[:, None] * inside  # (width, N)
+    return _BlurTaps(shift_y, shift_x, torch.as_tensor(taps[:used])[:, None] * inside)
 
-    # Replicate-pad by more than any shift, so each shifted copy is a plain offset into the
-    # flattened padded image: one gather per tap reads that tap's copies of all images.
-    device = x.device
-    pad = width
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate").reshape(n, c, -1)
+
+def _blur_by_gather(x: torch.Tensor, taps: _BlurTaps) -> torch.Tensor:
+    """Any mix of directions: each shifted copy is a plain offset into the flattened padded
+    image, so one gather per tap reads that tap's copies of all images."""
+    n, c, h, w = x.shape
+    pad = taps.pad
+    flat = F.pad(x, (pad, pad, pad, pad), mode="replicate").reshape(n, c, -1)
     padded_w = w + 2 * pad
-    base = (
-        (torch.arange(h, device=device)[:, None] + pad) * padded_w + torch.arange(w, device=device) + pad
-    ).reshape(-1)
-    offsets = (-(shift_y * padded_w + shift_x)).to(device)  # (width, N)
-    weights = weights.to(device, x.dtype)
-    out = torch.zeros(n, c, h * w, dtype=x.dtype, device=device)
-    for i in range(used):
-        index = (offsets[i][:, None] + base).reshape(n, 1, -1).expand(n, c, -1)
-        out.addcmul_(padded.gather(2, index), weights[i].reshape(n, 1, 1))
+    base = ((torch.arange(h, device=x.device)[:, None] + pad) * padded_w + torch.arange(w, device=x.device) + pad)
+    offsets = (-(taps.shift_y * padded_w + taps.shift_x)).to(x.device)
+    weights = taps.weights.to(x.device, x.dtype)
+    out = torch.zeros(n, c, h * w, dtype=x.dtype, device=x.device)
+    for i in range(len(weights)):
+        index = (offsets[i][:, None] + base.reshape(-1)).reshape(n, 1, -1).expand(n, c, -1)
+        out.addcmul_(flat.gather(2, index), weights[i].reshape(n, 1, 1))
     return out.reshape(n, c, h, w)
+
+
+def _blur_by_direction(x: torch.Tensor, taps: _BlurTaps, members: torch.Tensor) -> torch.Tensor:
+    """Many images per direction (CIFAR-10-P's frames): each direction's images at once, the
+    same weighted sum as :func:`_blur_by_gather` over plain slices of the padded images."""
+    h, w = x.shape[-2:]
+    pad = taps.pad
+    weights = taps.weights.to(x.device, x.dtype)
+    out = torch.empty_like(x)
+    for direction in range(int(members.max()) + 1):
+        images = (members == direction).nonzero()[:, 0]
+        first = int(images[0])
+        images = images.to(x.device)
+        group = F.pad(x.index_select(0, images), (pad, pad, pad, pad), mode="replicate")
+        blurred = torch.zeros_like(out[: len(images)])
+        for i in range(len(weights)):
+            top, left = pad - int(taps.shift_y[i, first]), pad - int(taps.shift_x[i, first])
+            blurred.addcmul_(group[..., top : top + h, left : left + w], weights[i, first])
+        out.index_copy_(0, images, blurred)
+    return out
 
 
 # --------------------------------------------------------------------------- colour

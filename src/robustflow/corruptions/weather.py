@@ -149,7 +149,14 @@ def snow_from_draws(
     x: torch.Tensor, params: SnowParams, layer: torch.Tensor, angles: torch.Tensor
 ) -> torch.Tensor:
     """Snow given its draws: ``layer`` (N, 1, H, W) ~ N(mean, std^2) and blur ``angles`` (N,)."""
-    h, w = x.shape[-2:]
+    layer = smeared_snow(params, layer, angles, x.shape[-2:])
+    return whitened(x, params) + layer + layer.flip(-2, -1)
+
+
+def smeared_snow(params: SnowParams, layer: torch.Tensor, angles: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The snow layer zoomed, thresholded and smeared along each angle, rounded to 8 bits: it
+    is added to the whitened image once as it is and once rotated by 180 degrees."""
+    h, w = size
     # The reference blurs the whole zoomed layer, which can exceed the image by a few pixels,
     # and crops it afterwards; the border pixels it repeats are those of the larger layer.
     layer = _ops.apply_separable_matrices(
@@ -159,10 +166,13 @@ def snow_from_draws(
     )
     layer = torch.where(layer < params.threshold, torch.zeros_like(layer), layer).clamp(0.0, 1.0)
     layer = _ops.motion_blur(layer, params.blur_radius, params.blur_sigma, angles)[..., :h, :w]
-    layer = torch.round(layer * 255.0) / 255.0  # the reference rounds the layer to 8 bits
-    whitened = torch.maximum(x, _ops.rgb_to_gray(x) * 1.5 + 0.5)
-    x = params.blend * x + (1.0 - params.blend) * whitened
-    return x + layer + layer.flip(-2, -1)
+    return torch.round(layer * 255.0) / 255.0  # the reference rounds the layer to 8 bits
+
+
+def whitened(x: torch.Tensor, params: SnowParams) -> torch.Tensor:
+    """The image snow falls on: blended towards the maximum of itself and a brightened grey."""
+    white = torch.maximum(x, _ops.rgb_to_gray(x) * 1.5 + 0.5)
+    return params.blend * x + (1.0 - params.blend) * white
 
 
 def snow(x: torch.Tensor, params: SnowParams, generator: torch.Generator) -> torch.Tensor:
@@ -237,32 +247,33 @@ def _dilate3x3(mask: torch.Tensor) -> torch.Tensor:
 
 def chamfer_distance(edges: torch.Tensor, cap: float) -> torch.Tensor:
     """``min(cv2.distanceTransform(~edges, DIST_L2, 5), cap)``: 5x5 chamfer distance to the
-    nearest edge pixel (steps 1, 1.4 and 2.1969), by relaxation until nothing changes.
+    nearest edge pixel (steps 1, 1.4 and 2.1969), by OpenCV's two raster passes.
 
-    Each round takes the minimum over the 16 mask neighbours in separable stages: the minimum
-    over columns j-1/j+1 (and j-2/j+2) of a row, then over the rows above and below.
+    The passes run on the whole batch at once, a row at a time: the candidates from the two rows
+    already done are taken for all columns together, then the row's own neighbour column by
+    column, so every sum is the float32 addition OpenCV makes and the distances are its own.
     """
     h, w = edges.shape[-2:]
-    dist = torch.where(edges, 0.0, cap).float()  # cv2 returns float32 distances
-    while True:
-        p = F.pad(dist, (2, 2, 2, 2), value=cap)
-        near = torch.minimum(p[..., :, 1 : w + 1], p[..., :, 3 : w + 3])  # columns j -/+ 1
-        far = torch.minimum(p[..., :, 0:w], p[..., :, 4 : w + 4])  # columns j -/+ 2
-        straight = torch.minimum(
-            near[..., 2 : h + 2, :], torch.minimum(p[..., 1 : h + 1, 2 : w + 2], p[..., 3 : h + 3, 2 : w + 2])
-        )
-        diagonal = torch.minimum(near[..., 1 : h + 1, :], near[..., 3 : h + 3, :])
-        knight = torch.minimum(
-            torch.minimum(far[..., 1 : h + 1, :], far[..., 3 : h + 3, :]),
-            torch.minimum(near[..., 0:h, :], near[..., 4 : h + 4, :]),
-        )
-        relaxed = torch.minimum(
-            torch.minimum(dist, straight + _CHAMFER_STEP_COSTS[0]),
-            torch.minimum(diagonal + _CHAMFER_STEP_COSTS[1], knight + _CHAMFER_STEP_COSTS[2]),
-        )
-        if torch.equal(relaxed, dist):
-            return dist
-        dist = relaxed
+    straight, diagonal, knight = (torch.tensor(cost, dtype=torch.float32) for cost in _CHAMFER_STEP_COSTS)
+    # (H + 4, W + 4, B): each pixel's batch contiguous; a border of 2 at the cap, which no
+    # path through it can undercut.
+    inside = torch.where(edges, 0.0, cap).float().reshape(-1, h, w).permute(1, 2, 0)
+    dist = F.pad(inside, (0, 0, 2, 2, 2, 2), value=cap)
+    columns = slice(2, w + 2)
+    for rows, step in ((range(2, h + 2), 1), (range(h + 1, 1, -1), -1)):
+        for i in rows:
+            near, far = dist[i - step], dist[i - 2 * step]  # (W + 4, B), the rows done before
+            if step < 0:  # the backward pass mirrors the forward pass's mask left to right
+                near, far = near.flip(0), far.flip(0)
+            row = dist[i, columns] if step > 0 else dist[i, columns].flip(0)
+            row = torch.minimum(row, torch.minimum(far[1 : w + 1], far[3 : w + 3]) + knight)
+            row = torch.minimum(row, torch.minimum(near[0:w], near[4 : w + 4]) + knight)
+            row = torch.minimum(row, torch.minimum(near[1 : w + 1], near[3 : w + 3]) + diagonal)
+            row = torch.minimum(row, near[2 : w + 2] + straight)
+            for j in range(1, w):  # the neighbour in the row, done just before
+                torch.minimum(row[j], row[j - 1] + straight, out=row[j])
+            dist[i, columns] = row if step > 0 else row.flip(0)
+    return dist[2 : h + 2, columns].permute(2, 0, 1).reshape(edges.shape)
 
 
 def equalize_hist(image: torch.Tensor) -> torch.Tensor:

@@ -135,7 +135,7 @@ def snow_from_layer(images: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
     The layer is zoomed by 2, thresholded at 0.5 and stored as the 8-bit image the reference
     hands to ImageMagick once; each frame blurs it along its own angle (radius 10, sigma 2).
     """
-    h, w = images.shape[-2:]
+    n, _, h, w = images.shape
     layer = _ops.apply_separable_matrices(
         layer, _ops.clipped_zoom_matrix(h, SNOW.zoom), _ops.clipped_zoom_matrix(w, SNOW.zoom)
     )
@@ -145,10 +145,10 @@ def snow_from_layer(images: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
     t = len(angles)
     # Zoom and threshold are done: zoom 1 and threshold 0 make the engine's own no-ops.
     per_frame = SNOW._replace(zoom=1.0, threshold=0.0)
-    snowy = weather.snow_from_draws(
-        _unit(_each_frame(images, t)), per_frame, _each_frame(layer, t), angles.repeat(images.shape[0])
-    )
-    return _as_sequences(truncate_to_uint8(snowy * 255.0), images.shape[0])
+    layer = _as_sequences(weather.smeared_snow(per_frame, _each_frame(layer, t), angles.repeat(n), (h, w)), n)
+    # The image under the snow is the same in every frame: whitened once, added to each.
+    snowy = weather.whitened(_unit(images), SNOW)[:, None] + layer + layer.flip(-2, -1)
+    return truncate_to_uint8(snowy * 255.0)
 
 
 def snow(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
