@@ -32,6 +32,25 @@ def test_model_throughput_rejects_bad_arguments():
         benchmark.parse_args(["--steps", "0"])
 
 
+def test_augmix_epoch_trains_both_objectives_on_the_paper_recipe(capsys):
+    benchmark = load_benchmark("augmix_epoch")
+    rows = benchmark.main(["--device", "cpu", "--model", "small_cnn", "--n-train", "64", "--n-val", "16",
+                           "--epochs", "1"])
+    assert [row["objective"] for row in rows] == ["augmix", "standard"]
+    assert all(row["images_per_s"] > 0 and row["device"] == "CPU" for row in rows)
+    out = capsys.readouterr().out
+    assert "batch 128, sgd" in out  # config/paper.yaml's repeatability_study.training
+    assert "an AugMix epoch takes" in out
+
+
+def test_augmix_epoch_rejects_bad_arguments():
+    benchmark = load_benchmark("augmix_epoch")
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--epochs", "0"])
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--objectives", "mixup"])
+
+
 def test_job_overhead_reports_each_job_beside_the_baselines(capsys):
     benchmark = load_benchmark("job_overhead")
     rows = benchmark.main(["--rounds", "1", "--kinds", "aggregate"])
