@@ -484,6 +484,106 @@ def run_background(config: dict, rng: random.Random, root: Path) -> None:
                          figure_outputs(root, "background", name))
 
 
+# ============================================================================= repeatability study
+
+REP_MODELS = [
+    {"id": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8]}},
+    {"id": "cnn_b", "name": "small_cnn", "kwargs": {"features": [8]}},
+    {"id": "vit", "name": "vit_micro", "kwargs": {"patch_size": 8}},
+]
+REP_METHODS = [
+    {"id": "standard", "objective": "standard"},
+    {"id": "anti_aliased", "objective": "standard", "blur_filter": 3},
+    {"id": "augmix", "objective": "augmix"},
+    {"id": "anti_aliased_augmix", "objective": "augmix", "blur_filter": 5},
+    {"id": "stability", "objective": "stability", "params": {"alpha": 1.0, "sigma": 0.1}},
+    {"id": "patch_gaussian", "objective": "patch_gaussian", "params": {"max_width": 8, "max_sigma": 0.5}},
+    {"id": "gaussian_noise", "objective": "gaussian_noise", "params": {"sigma": 0.1}},
+    {"id": "rotation_head", "objective": "rotation_head"},
+]
+REP_TEST_IMAGES = 30
+
+
+def repeatability_config(models: list[dict], methods: list[dict], **study) -> dict:
+    from robustflow.studies.repeatability import plan
+
+    config = study_config(plan.SECTION, {"dataset": "digits", "models": copy.deepcopy(models),
+                                         "methods": copy.deepcopy(methods), **study})
+    config[plan.SECTION].setdefault("baseline", plan.variants(config)[0]["variant"])
+    return config
+
+
+def draw_repeatability(rng: random.Random) -> dict:
+    from robustflow.perturbations import PERTURBATIONS
+    from robustflow.studies.repeatability import plan
+
+    methods = some(rng, REP_METHODS)
+    blurred = any(method.get("blur_filter") for method in methods)
+    models = some(rng, REP_MODELS[:2] if blurred else REP_MODELS)  # anti-aliasing needs a CNN
+    config = repeatability_config(
+        models, methods, seeds=some(rng, [0, 1, 2]), training={"epochs": rng.randint(1, 4)},
+        perturbations={"names": some(rng, PERTURBATIONS)},
+        cifar10c={"corruptions": some(rng, ["fog", "contrast", "gaussian_noise", "pixelate"])},
+        shifts={"max_shift": rng.randint(1, 4)}, translate_images=rng.randint(1, 3))
+    return with_baseline(plan, config, rng)
+
+
+def run_repeatability(config: dict, rng: random.Random, root: Path) -> None:
+    """Every run's evaluation tables as `steps.evaluate` writes them, random values, then the
+    aggregate and every figure; the claims name every claim of every model."""
+    from robustflow.claims import claim_id
+    from robustflow.perturbations import FRAMES, NOISE_PERTURBATIONS
+    from robustflow.studies.repeatability import claims, plan, steps, summary
+
+    gen = np.random.default_rng(rng.randrange(2**32))
+    study = config[plan.SECTION]
+    labels = np.arange(REP_TEST_IMAGES) % 10
+    names = study["perturbations"]["names"]
+    inputs = {name: [] for name in ("perturbations", "translate", "shifts", "predictions", "corruptions", "history")}
+    for run in plan.runs(config):
+        folder = root / "results" / "repeatability_study" / "runs" / run["run"]
+        keys = {c: run[c] for c in plan.RUN_COLUMNS}
+        perturbations = pd.DataFrame([{**keys, "perturbation": name, "noise": name in NOISE_PERTURBATIONS,
+                                       "frames": FRAMES[name], "n_images": REP_TEST_IMAGES,
+                                       "flip_probability": gen.uniform(0, 0.3), "top5_distance": gen.uniform(0, 1)}
+                                      for name in names])
+        translate = pd.DataFrame([{**keys, "image": image, "frame": frame, "shift": frame - steps.TRANSLATE_CENTRE,
+                                   "top_class_probability": gen.uniform(0.1, 1)}
+                                  for image in range(study["translate_images"] if "translate" in names else 0)
+                                  for frame in range(FRAMES["translate"])],
+                                 columns=[*plan.RUN_COLUMNS, "image", "frame", "shift", "top_class_probability"])
+        protocols = [("random_shift", d) for d in range(1, study["shifts"]["max_shift"] + 1)]
+        protocols += [(protocol, 1) for protocol in ("crop_shift", "embed_translate", "embed_scale")]
+        shifts = pd.DataFrame([{**keys, "protocol": protocol, "distance": distance, "n_images": REP_TEST_IMAGES,
+                                "consistency": (same := gen.uniform(0.5, 1)), "top1_change": 1 - same,
+                                "top_class_probability_change": gen.uniform(0, 0.3)}
+                               for protocol, distance in protocols])
+        predictions = pd.DataFrame({**keys, "image": range(REP_TEST_IMAGES), "label": labels,
+                                    "prediction": np.where(gen.random(REP_TEST_IMAGES) < 0.7, labels,
+                                                           gen.integers(0, 10, REP_TEST_IMAGES))})
+        cells = [("clean", 0)] + [(c, s) for c in study["cifar10c"]["corruptions"] or CORRUPTIONS
+                                  for s in SEVERITIES]
+        corruptions = pd.DataFrame([{**keys, "corruption": c, "severity": s, "top1": (top1 := gen.uniform(0.1, 1)),
+                                     "error": 1 - top1} for c, s in cells])
+        history = fake_history(gen, study["training"]["epochs"], 10).assign(**keys)
+        for name, table in (("perturbations", perturbations), ("translate", translate), ("shifts", shifts),
+                            ("predictions", predictions), ("corruptions", corruptions), ("history", history)):
+            inputs[name].append(write_csv(table, folder / f"{name}.csv"))
+
+    names = ("history", "perturbations", "shifts", "corruptions", "translate", "runs", "agreement", "summary", "claims")
+    outputs = table_outputs(root, "repeatability", names)
+    summary.aggregate(plan.job_config(config, "aggregate"), {}, files(**inputs), files(**outputs))
+    expected = [claim_id(model["id"], item.name) for model in study["models"]
+                for item in (*claims.LITERATURE, *claims.DIRECTIONAL)]
+    check_claims(pd.read_csv(outputs["claims"]), expected)
+    figure_inputs = files(**{name: outputs[name] for name in ("perturbations", "translate", "shifts", "runs",
+                                                             "agreement")})
+    for name in figure_names(plan.targets(config), "repeatability"):
+        job = {"figure": name}
+        summary.figure(plan.job_config(config, "figure", job), job, figure_inputs,
+                       figure_outputs(root, "repeatability", name))
+
+
 # ============================================================================= edge cases
 
 # Sub-sweeps that once crashed, or that random draws reach only now and then; drawn every time.
@@ -536,6 +636,17 @@ EDGE_CASES = {
             "background_study", {"generated": {"image_size": BG_IMAGE_SIZE, "digit_size": 8, "n_classes": 2},
                                  "models": copy.deepcopy(BG_MODELS[:2]), "methods": ["mixed_rand"]}),
     },
+    "repeatability_study": {
+        "baseline-only-one-seed": lambda: repeatability_config(REP_MODELS[:1], REP_METHODS[:1], seeds=[2]),
+        "no-standard-method-noise-only": lambda: repeatability_config(
+            REP_MODELS[1:2], REP_METHODS[2:3], perturbations={"names": ["gaussian_noise"]},
+            cifar10c={"corruptions": ["fog"]}),
+        "no-noise-no-translate": lambda: repeatability_config(
+            REP_MODELS[:1], [REP_METHODS[0], REP_METHODS[4]], seeds=[0, 1], perturbations={"names": ["rotate", "snow"]}),
+        "validation-perturbations-only": lambda: repeatability_config(
+            REP_MODELS[2:], [REP_METHODS[0], REP_METHODS[2]],
+            perturbations={"names": ["speckle_noise", "gaussian_blur", "shear", "snow"]}),
+    },
 }
 
 
@@ -546,6 +657,7 @@ STUDY_DRAWS = {
     "learning_rule_study": (draw_learning_rule, run_learning_rule),
     "architecture_study": (draw_architecture, run_architecture),
     "background_study": (draw_background, run_background),
+    "repeatability_study": (draw_repeatability, run_repeatability),
 }
 
 
@@ -565,8 +677,6 @@ def _config(section: str, case, rng: random.Random) -> dict:
     return STUDY_DRAWS[section][0](rng)
 
 
-# The studies whose sub-sweeps are drawn (the repeatability study's figures are tested on single
-# variants and seeds in tests/test_repeatability_plots.py; its sub-sweeps are not drawn yet).
 @pytest.mark.parametrize("section, case", [(section, case) for section in STUDY_DRAWS
                                            for case in ["default", *EDGE_CASES[section], *range(DRAWS)]])
 def test_aggregate_and_every_targeted_figure_work_on_a_sub_sweep(section, case, tmp_path):

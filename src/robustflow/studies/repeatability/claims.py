@@ -88,19 +88,24 @@ def _corruption_summary(corruptions: pd.DataFrame, baseline: str) -> pd.DataFram
     return summary
 
 
+AGREEMENT_COLUMNS = ["variant", "seed_a", "seed_b", "disagreement", "fleiss_kappa"]
+
+
 def agreement(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per variant, every pair of seeds: the fraction of test images their models label
-    differently; and the variant's Fleiss' kappa over its seeds (raters) and images (subjects)."""
+    differently; and the variant's Fleiss' kappa over its seeds (raters) and images (subjects).
+    A variant of one seed has no pair and no rows (a one-seed sweep gives an empty table)."""
     rows = []
     n_classes = int(max(predictions["prediction"].max(), predictions["label"].max())) + 1
     for variant, group in predictions.groupby("variant", sort=False):
         table = group.pivot_table(index="seed", columns="image", values="prediction")
         seeds, labels = list(table.index), table.to_numpy().astype(int)
-        matrix = disagreement_matrix(labels)
-        kappa = fleiss_kappa(labels, n_classes) if len(seeds) >= 2 else float("nan")
+        if len(seeds) < 2:
+            continue
+        matrix, kappa = disagreement_matrix(labels), fleiss_kappa(labels, n_classes)
         rows += [{"variant": variant, "seed_a": a, "seed_b": b, "disagreement": float(matrix[i, j]),
                   "fleiss_kappa": kappa} for i, a in enumerate(seeds) for j, b in enumerate(seeds)]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- claims
