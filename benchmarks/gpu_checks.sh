@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check of benchmarks/RESULTS.md in one run, most wanted first, each under its own time
-# limit so one that hangs cannot take the others' time (about 6 minutes in all on one H200):
+# limit (9 minutes in all at most) so one that hangs cannot take the others' time:
 #   1. the engine's CUDA tests (CUDA frames and corruptions equal the CPU's),
 #   2. one AugMix epoch of WRN-40-2 through the training loop, beside a standard one,
 #   3. the CIFAR-10-P generator on the GPU against the per-image reference on the CPU,
@@ -24,7 +24,7 @@ check() {  # check NAME SECONDS COMMAND...: runs COMMAND, its output into $out/N
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/device.txt"
-check cuda_tests 150 "$python" -m pytest -q -p no:cacheprovider tests/test_corruptions.py tests/test_perturbations.py -k cuda
+check cuda_tests 120 "$python" -m pytest -q -p no:cacheprovider tests/test_corruptions.py tests/test_perturbations.py -k cuda
 check augmix_epoch 150 "$python" benchmarks/augmix_epoch.py --device cuda
-check perturbations 120 "$python" benchmarks/perturbations.py --device cuda --n 1000 --threads 1
+check perturbations 90 "$python" benchmarks/perturbations.py --device cuda --n 1000 --threads 1
 check model_throughput 180 "$python" benchmarks/model_throughput.py --device cuda
