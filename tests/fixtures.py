@@ -135,8 +135,9 @@ def paper_overrides(workdir: Path, repo: Path = REPO) -> dict:
             "background_study": {"bg_challenge": {"root": "fixtures/bg_challenge"}, "models": background_models}}
 
 
-def write_cifar10p_fixture(root: str | Path, names, n: int = 2) -> Path:
-    """The CIFAR-10-P layout: <root>/<perturbation>.npy, uint8 (n, T, 32, 32, 3)."""
+def write_cifar10p_fixture(root: str | Path, names, n: int = 20) -> Path:
+    """The CIFAR-10-P layout: <root>/<perturbation>.npy, uint8 (n, T, 32, 32, 3); by default one
+    sequence per test image of `write_cifar10_fixture`."""
     from robustflow.data_files import CIFAR10P_FRAMES
 
     root = Path(root)

@@ -173,6 +173,27 @@ def test_rotation_runs_save_the_task_model_only(pipeline):
     ({"methods": [{"id": "stable", "objective": "stability", "params": {"alpha": 1.0}}]},
      "repeatability_study.methods[0].params"),
     ({"perturbations": {"root": "somewhere"}}, "repeatability_study.perturbations.root"),
+    ({"methods": [{"id": "standard", "objective": "standard"},
+                  {"id": "augmix", "objective": "augmix", "params": {"severity": 50}}]},
+     "repeatability_study.methods[1].params.severity"),
+    ({"methods": [{"id": "standard", "objective": "standard"},
+                  {"id": "augmix", "objective": "augmix", "params": {"ops": ["color"]}}]},
+     "repeatability_study.methods[1].params.ops[0]"),
+    ({"methods": [{"id": "standard", "objective": "standard"},
+                  {"id": "stable", "objective": "stability", "params": {"alpha": -1, "sigma": 0.1}}]},
+     "repeatability_study.methods[1].params.alpha"),
+    ({"methods": [{"id": "standard", "objective": "standard"},
+                  {"id": "patch", "objective": "patch_gaussian", "params": {"max_width": "x", "max_sigma": 1}}]},
+     "repeatability_study.methods[1].params.max_width"),
+    ({"methods": [{"id": "standard", "objective": "standard"},
+                  {"id": "anti_aliased", "objective": "standard", "blur_filter": 1}]},
+     "repeatability_study.methods[1].blur_filter"),
+    ({"models": [{"id": "cnn", "name": "small_cnn", "kwargs": {"features": [4, 8], "blur_filter": 3}}]},
+     "repeatability_study.models[0].kwargs.blur_filter"),
+    ({"models": [{"id": "cnn", "name": "vit_micro", "kwargs": {"patch_size": 8}}]},
+     "repeatability_study.models[0].name"),
+    ({"translate_images": 20}, "repeatability_study.translate_images"),
+    ({"training": {"epochs": 2, "schedule": "step", "step_size": 5}}, "repeatability_study.training.step_size"),
 ])
 def test_bad_config_names_the_key(edit, key):
     config = tiny_config()
@@ -187,12 +208,83 @@ def test_official_files_of_the_wrong_shape_are_rejected_naming_the_file(tmp_path
     config = tiny_config(dataset="cifar10", perturbations={"names": NAMES, "root": str(official)})
     config["datasets"] = {"cifar10": {"root": str(tmp_path / "cifar")}}
     assert validate(config, SCHEMA)[plan.SECTION]["perturbations"]["root"] == str(official)
+    np.save(official / "gaussian_noise.npy", np.zeros((19, 31, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(ConfigError, match=r"gaussian_noise.npy: shape \(19, 31, 32, 32, 3\) uint8, expected "
+                                          r"\(20, 31, 32, 32, 3\) uint8 \(one sequence of 31 frames per test image"):
+        validate(config, SCHEMA)  # the CIFAR-10 fixture's test batch holds 20 images
     np.save(official / "rotate.npy", np.zeros((2, 31, 28, 28, 3), dtype=np.uint8))
     with pytest.raises(ConfigError, match="rotate.npy"):
         validate(config, SCHEMA)
     (official / "translate.npy").unlink()
     with pytest.raises(ConfigError, match="translate.npy does not exist"):
         validate(config, SCHEMA)
+
+
+def test_every_problem_of_the_methods_is_reported_at_once():
+    config = tiny_config(methods=[{"id": "standard", "objective": "standard"},
+                                  {"id": "augmix", "objective": "augmix", "params": {"width": 0, "depth": 0}},
+                                  {"id": "noise", "objective": "gaussian_noise", "params": {"sigma": -0.1}}])
+    with pytest.raises(ConfigError) as error:
+        validate(config, SCHEMA)
+    for key in ("methods[1].params.width", "methods[1].params.depth", "methods[2].params.sigma"):
+        assert f"repeatability_study.{key}'" in str(error.value)
+    assert "is not -1 (1..3 at random per chain) or a depth >= 1" in str(error.value)
+
+
+# Parameters each objective needs besides the one under test.
+REQUIRED_PARAMS = {"stability": {"alpha": 1.0, "sigma": 0.1}, "patch_gaussian": {"max_width": 8, "max_sigma": 0.5},
+                   "gaussian_noise": {"sigma": 0.1}}
+
+
+def _bounds(prop: dict) -> list[tuple[object, bool]]:
+    """(value, valid) pairs at the edges of a parameter's schema range."""
+    step = 1 if prop.get("type") == "integer" else 0.01
+    cases = []
+    if "minimum" in prop:
+        cases += [(prop["minimum"], True), (prop["minimum"] - step, False)]
+    if "exclusiveMinimum" in prop:
+        cases += [(prop["exclusiveMinimum"] + step, True), (prop["exclusiveMinimum"], False)]
+    if "maximum" in prop:
+        cases += [(prop["maximum"], True), (prop["maximum"] + step, False)]
+    if "anyOf" in prop:  # AugMix depth: -1 or >= 1
+        cases += [(-1, True), (1, True), (0, False), (-2, False)]
+    if "items" in prop:  # AugMix ops
+        cases += [([prop["items"]["enum"][0]], True), (["color"], False), ([], False)]
+    return cases
+
+
+def _schema_bounds():
+    methods = SCHEMA["properties"][plan.SECTION]["properties"]["methods"]["items"]
+    for rule in methods["allOf"]:
+        objective = rule["if"]["properties"]["objective"]["const"]
+        for name, prop in rule["then"]["properties"]["params"]["properties"].items():
+            for value, valid in _bounds(prop):
+                yield objective, name, value, valid
+
+
+@pytest.mark.parametrize("objective, name, value, valid", list(_schema_bounds()))
+def test_the_schema_bounds_each_parameter_as_its_objective_does(objective, name, value, valid):
+    """Config validation stops a value before any job exactly when the objective would refuse it
+    in the training job."""
+    from robustflow.objectives import build_objective
+
+    params = {**REQUIRED_PARAMS.get(objective, {}), name: value}
+    config = tiny_config(methods=[{"id": "standard", "objective": "standard"},
+                                  {"id": "fix", "objective": objective, "params": params}])
+    if valid:
+        validate(config, SCHEMA)
+        build_objective(objective, **params)
+    else:
+        with pytest.raises(ConfigError, match=rf"methods\[1\]\.params\.{name}"):
+            validate(config, SCHEMA)
+        with pytest.raises(ValueError):
+            build_objective(objective, **params)
+
+
+def test_every_objective_parameter_has_a_schema_range():
+    ranged = {(objective, name) for objective, name, _, _ in _schema_bounds()}
+    jsd = {("augmix", "jsd")}  # a boolean: its type is its range
+    assert {(o, n) for o, (names, _) in plan.OBJECTIVE_PARAMETERS.items() for n in names} == ranged | jsd
 
 
 def test_the_plans_objective_parameters_are_the_objectives():

@@ -290,7 +290,7 @@ def _candidates(path: tuple, value, extras: dict) -> list:
     if "enum" in schema:
         return [choice for choice in schema["enum"] if choice != value]
     if isinstance(value, int):
-        return [value + 1, value - 1, value * 2]
+        return [value + 1, value - 1, value * 2, value + 2]  # + 2: blur filters skip size 1
     if isinstance(value, float):
         return [value * 0.5, value * 2, value + 0.05, value - 0.05] if value else [0.1, 1.0]
     if isinstance(value, str):

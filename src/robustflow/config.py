@@ -69,6 +69,8 @@ def _schema_error_message(error: jsonschema.ValidationError, root: dict) -> str:
             close = difflib.get_close_matches(name, allowed, n=1)
             hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         return f"config key '{key}': unknown key {', '.join(hints)}; allowed: {', '.join(allowed)}"
+    if error.validator == "anyOf" and "description" in error.schema:  # "not valid under any of the given schemas"
+        return f"config key '{key}': {error.instance!r} is not {error.schema['description']}"
     return f"config key '{key}': {error.message}"
 
 

@@ -6,6 +6,7 @@ Config validation runs before the DAG is built, so it must stay light; the loade
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -129,17 +130,28 @@ CIFAR10P_HOW_TO_GET = ("CIFAR-10-P is CIFAR-10-P.tar in Zenodo record 2535967 (b
                        "<perturbation>.npy uint8 (10000, T, 32, 32, 3), test-set order.")
 
 
-def cifar10p_problems(root: Path, names: list[str]) -> list[str]:
+def cifar10p_problems(root: Path, names: list[str], n_images: int | None = None) -> list[str]:
     """Layout problems of an official CIFAR-10-P folder, from the .npy headers alone: every file
-    uint8 (N, T, 32, 32, 3) with the perturbation's T and one N for all (the job that reads them
-    checks N against the test set, which validation does not load)."""
+    uint8 (N, T, 32, 32, 3) with the perturbation's T and one N for all, ``n_images`` (one
+    sequence per test image) when given."""
     if not root.is_dir():
         return [f"{root} does not exist. {CIFAR10P_HOW_TO_GET} Or set the root to null to generate the set."]
-    problems, n_images = [], None
+    problems = []
     for name in names:
-        problem, shape = _uint8_array_problem(
-            root / f"{name}.npy", (n_images, CIFAR10P_FRAMES[name], 32, 32, 3),
-            f"N sequences of {CIFAR10P_FRAMES[name]} frames, N as in the other files", CIFAR10P_HOW_TO_GET)
+        what = f"one sequence of {CIFAR10P_FRAMES[name]} frames per test image" if n_images else (
+            f"N sequences of {CIFAR10P_FRAMES[name]} frames, N as in the other files")
+        problem, shape = _uint8_array_problem(root / f"{name}.npy", (n_images, CIFAR10P_FRAMES[name], 32, 32, 3),
+                                              what, CIFAR10P_HOW_TO_GET)
         problems += problem
         n_images = shape[0] if n_images is None and shape else n_images
     return problems
+
+
+def cifar10_test_size(root: str | Path) -> int | None:
+    """How many images CIFAR-10's test batch under ``root`` holds (None when it cannot be read)."""
+    path = Path(root) / CIFAR10_FOLDER / "test_batch"
+    try:
+        with open(path, "rb") as handle:
+            return len(pickle.load(handle, encoding="bytes")[b"labels"])
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError):
+        return None

@@ -77,10 +77,11 @@ def check_cifar10p(root: str | Path, names: Sequence[str], n_images: int) -> Non
             )
 
 
-def load_cifar10p(root: str | Path, name: str) -> torch.Tensor:
-    """The sequences of one perturbation as uint8 (N, T, 3, H, W), in test-set order."""
+def load_cifar10p(root: str | Path, name: str, n_images: int | None = None) -> torch.Tensor:
+    """The sequences of one perturbation as uint8 (N, T, 3, H, W), in test-set order: all of
+    them, or those of the first ``n_images`` test images."""
     _check_names([name])
-    sequences = _open_sequences(Path(root), name)
+    sequences = _open_sequences(Path(root), name)[:n_images]
     return torch.from_numpy(np.array(sequences.transpose(0, 1, 4, 2, 3), order="C"))
 
 

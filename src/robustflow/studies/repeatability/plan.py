@@ -17,6 +17,7 @@ from robustflow.config import (
     check_devices,
     check_model,
     check_model_shape,
+    check_schedule,
     check_unique_ids,
     dataset_config,
     figure_and_table_targets,
@@ -41,6 +42,7 @@ OBJECTIVES = tuple(OBJECTIVE_PARAMETERS)
 SCORED_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness",
                         "translate", "rotate", "tilt", "scale")
 IMAGE_SIZE = {"digits": 32, "cifar10": 32}
+EMBED_MARGIN = 8  # px of black around the image in Azulay & Weiss's embed protocols
 
 
 def variants(config: dict) -> list[dict]:
@@ -102,18 +104,35 @@ def check(config: dict) -> list[str]:
     for index, model in enumerate(study["models"]):
         key = f"{SECTION}.models[{index}]"
         problems += check_model(model, key) + check_model_shape(model["name"], model["kwargs"], image_size, key)
+        problems += _model_problems(model, key, image_size)
     for index, method in enumerate(study["methods"]):
         problems += _parameter_problems(method, f"{SECTION}.methods[{index}]")
-        if method["blur_filter"] and any(model["name"].startswith("vit") for model in study["models"]):
-            problems.append(f"config key '{SECTION}.methods[{index}].blur_filter': anti-aliasing blurs before a "
-                            "CNN's downsampling; a ViT in models has none (use CNN models or blur_filter 0)")
+        if method["blur_filter"] == 1:
+            problems.append(f"config key '{SECTION}.methods[{index}].blur_filter': a binomial filter of size 1 is no "
+                            "blur (plain subsampling, as with 0), so the method would not be anti-aliased; use 2..7, "
+                            "or 0 for none")
     problems += check_devices(study["training"], study["resources"], f"{SECTION}.training")
+    problems += check_schedule(study["training"], f"{SECTION}.training")
     names = {variant["variant"] for variant in variants(config)}
     if study["baseline"] not in names:
         problems.append(f"config key '{SECTION}.baseline': '{study['baseline']}' is not a variant; "
                         f"variants: {', '.join(sorted(names))}")
     problems += _shift_problems(study, image_size) + _set_problems(config)
     return problems + check_dataset(config, study["dataset"], f"{SECTION}.dataset")
+
+
+def _model_problems(model: dict, key: str, image_size: int) -> list[str]:
+    """The shift protocols feed the model other sizes than the images' (1 px smaller crops, 8 px
+    larger embeddings), so it must take any size; anti-aliasing is a method's, not a model's."""
+    problems = []
+    if model["name"].startswith("vit"):
+        problems.append(f"config key '{key}.name': {model['name']} takes only {image_size} px inputs, but the shift "
+                        f"protocols feed it {image_size - 1} px crops and {image_size + EMBED_MARGIN} px embeddings; "
+                        "use a CNN (small_cnn, resnet18, wide_resnet40_2, ...)")
+    if "blur_filter" in model["kwargs"]:
+        problems.append(f"config key '{key}.kwargs.blur_filter': in this study anti-aliasing is a method's setting, so "
+                        "that the standard method stays un-blurred; set blur_filter on a method instead")
+    return problems
 
 
 def _parameter_problems(method: dict, key: str) -> list[str]:
@@ -132,10 +151,16 @@ def _parameter_problems(method: dict, key: str) -> list[str]:
 
 def _shift_problems(study: dict, image_size: int) -> list[str]:
     max_shift = study["shifts"]["max_shift"]
+    problems = []
     if max_shift >= image_size:
-        return [f"config key '{SECTION}.shifts.max_shift': {max_shift} px pads and shifts the {image_size} px "
-                "images by more than they are wide: the views would hold no image; use fewer pixels"]
-    return []
+        problems.append(f"config key '{SECTION}.shifts.max_shift': {max_shift} px pads and shifts the {image_size} px "
+                        "images by more than they are wide: the views would hold no image; use fewer pixels")
+    n_images = study["perturbations"]["n_images"]
+    if n_images is not None and study["translate_images"] > n_images:
+        problems.append(f"config key '{SECTION}.translate_images': {study['translate_images']} images' translate "
+                        f"sequences are drawn, but perturbations.n_images makes only {n_images}; use at most "
+                        f"{n_images}")
+    return problems
 
 
 def _set_problems(config: dict) -> list[str]:
@@ -153,7 +178,8 @@ def _set_problems(config: dict) -> list[str]:
     if study["dataset"] != "cifar10":
         return problems + [f"{key}: official CIFAR-10-P files fit only the cifar10 dataset, not "
                            f"{study['dataset']}; set root to null to generate the sequences"]
-    from robustflow.data_files import cifar10p_problems
+    from robustflow.data_files import cifar10_test_size, cifar10p_problems
 
+    test_size = cifar10_test_size(config["datasets"]["cifar10"]["root"])  # None: the dataset check says why
     return problems + [f"{key}: {problem}" for problem in
-                       cifar10p_problems(Path(root), study["perturbations"]["names"])]
+                       cifar10p_problems(Path(root), study["perturbations"]["names"], test_size)]

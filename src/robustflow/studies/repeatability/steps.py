@@ -1,8 +1,8 @@
 """The repeatability study's steps (source 004). Each public function is one step of the DAG,
 ``step(config, job, inputs, outputs)`` (see `robustflow.studies`).
 
-The sequences are the CIFAR-10-P layout, generated from the first ``perturbations.n_images``
-test images (or the official files); the study's CIFAR-10-C set is generated from the whole
+The sequences are the CIFAR-10-P layout of the first ``perturbations.n_images`` test images
+(generated, or read from the official files); the study's CIFAR-10-C set is generated from the whole
 test split with the architecture study's engine (`robustflow.data.cifar10c`). Evaluation
 reads both through manifests, so every run sees the same frames.
 """
@@ -43,7 +43,7 @@ from robustflow.repeatability_metrics import (
     top5_distance_per_sequence,
     top_class_probability_change,
 )
-from robustflow.studies.repeatability.plan import RUN_COLUMNS
+from robustflow.studies.repeatability.plan import EMBED_MARGIN, RUN_COLUMNS
 from robustflow.training import (
     ClassifierObjective,
     TrainSettings,
@@ -51,7 +51,6 @@ from robustflow.training import (
     train_with_objective,
 )
 
-EMBED_MARGIN = 8  # px of black around the image in Azulay & Weiss's embed protocols
 TRANSLATE = "translate"
 TRANSLATE_CENTRE = 7  # the unshifted frame of the translate sequence (shifts -7..+8 px)
 
@@ -82,8 +81,9 @@ def prepare_sequences(config: dict, job: dict, inputs, outputs) -> None:
         root, source = Path(outputs.manifest).parent / "data", "generated"
         write_cifar10p(root, test_x[:n_images], settings["names"], seed=settings["seed"],
                        device=resolve_device(config["device"]))
+    # Every run evaluates the first n_images sequences, of the official files too.
     write_json({"root": str(root.resolve()), "source": source, "names": list(settings["names"]),
-                "n_images": n_images if source == "generated" else len(test_x)}, outputs.manifest)
+                "n_images": n_images}, outputs.manifest)
 
 
 def prepare_cifar10c(config: dict, job: dict, inputs, outputs) -> None:
@@ -183,7 +183,7 @@ def evaluate(config: dict, run: dict, inputs, outputs) -> None:
     sequences = _manifest(inputs.sequences)
     perturbation_rows, translate = [], None
     for name in sequences["names"]:
-        frames = load_cifar10p(sequences["root"], name)
+        frames = load_cifar10p(sequences["root"], name, sequences["n_images"])
         logits = predict(frames)
         noise = name in NOISE_PERTURBATIONS
         perturbation_rows.append({**keys, "perturbation": name, "noise": noise, "frames": frames.shape[1],
