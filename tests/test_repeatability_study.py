@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustflow.claims import VERDICTS
+from robustflow.claims import NOT_TESTABLE, VERDICTS
 from robustflow.config import ConfigError, load_schema
 from robustflow.data_files import CIFAR10P_FRAMES
 from robustflow.jobs import files
@@ -148,8 +148,13 @@ def test_runs_summary_and_claims(pipeline):
     # Literature numbers from other data are shown beside the measurement, never judged here.
     literature = table[table["claim_id"] == "cnn_augmix_cifar10c_error"].iloc[0]
     assert literature["verdict"] == "not comparable" and np.isfinite(literature["measured_mean"])
+    # Judged only when both arms beat chance (10 classes, margin 0.1); one epoch may not get there.
     directional = table[table["claim_id"] == "cnn_anti_aliasing_raises_consistency"].iloc[0]
-    assert directional["verdict"] in {"reproduced", "not reproduced"} and directional["n"] == 2
+    arms = runs[runs["method"].isin(["standard", "anti_aliased"])]["clean_top1"]
+    if arms.min() > 0.2:
+        assert directional["verdict"] in {"reproduced", "not reproduced"} and directional["n"] == 2
+    else:
+        assert directional["verdict"] == NOT_TESTABLE and "chance" in directional["reason"]
 
 
 def test_rotation_runs_save_the_task_model_only(pipeline):

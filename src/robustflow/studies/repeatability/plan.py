@@ -62,7 +62,8 @@ def _entry(entries: list[dict], entry_id: str) -> dict:
 def job_config(config: dict, step: str, job: dict | None = None) -> dict:
     """What one job of ``step`` reads: the shared sets their sources; a run's training its model,
     method and training block; its evaluation the model, the method's architecture and the
-    protocols; aggregation the baseline and the source-comparison facts; figures nothing."""
+    protocols; aggregation the baseline and the source-comparison facts (models, methods, and the
+    CIFAR-10-C set where the AugMix paper's numbers apply); figures nothing."""
     study = config[SECTION]
     data = {"device": config["device"], "datasets": dataset_config(config, study["dataset"])}
     if step == "prepare_sequences":
@@ -83,10 +84,14 @@ def job_config(config: dict, step: str, job: dict | None = None) -> dict:
                       "shifts": study["shifts"], "translate_images": study["translate_images"]}
         return {**data, SECTION: {"dataset": study["dataset"], **subset}}
     if step == "aggregate":
-        return {SECTION: {"dataset": study["dataset"], "baseline": study["baseline"],
-                          "models": [{k: model[k] for k in ("id", "name")} for model in study["models"]],
-                          "methods": [{k: method[k] for k in ("id", "objective", "blur_filter")}
-                                      for method in study["methods"]]}}
+        aggregate = {"dataset": study["dataset"], "baseline": study["baseline"],
+                     "models": [{k: model[k] for k in ("id", "name")} for model in study["models"]],
+                     "methods": [{k: method[k] for k in ("id", "objective", "blur_filter")}
+                                 for method in study["methods"]]}
+        if study["dataset"] == "cifar10" and any(model["name"] == "wide_resnet40_2" for model in study["models"]):
+            # The AugMix paper's setting: its CIFAR-10-C errors compare only over its 15 corruptions.
+            aggregate["cifar10c"] = {"corruptions": study["cifar10c"]["corruptions"]}
+        return {SECTION: aggregate}
     if step == "figure":
         return {}
     raise KeyError(f"repeatability study has no step {step!r}")
