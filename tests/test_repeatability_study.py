@@ -207,6 +207,25 @@ def test_bad_config_names_the_key(edit, key):
         validate(config, SCHEMA)
 
 
+def test_official_files_are_read_for_the_first_n_images(tmp_path):
+    """perturbations.n_images holds for official files too: every run evaluates the first n."""
+    import json
+
+    from robustflow.data.cifar10p import load_cifar10p
+
+    write_cifar10_fixture(tmp_path / "cifar")
+    official = write_cifar10p_fixture(tmp_path / "cifar10p", NAMES)
+    config = tiny_config(dataset="cifar10", perturbations={"names": NAMES, "root": str(official), "n_images": 5})
+    config["datasets"] = {"cifar10": {"root": str(tmp_path / "cifar"), "verify_md5": False}}
+    config = validate(config, SCHEMA)
+    manifest = tmp_path / "manifest.json"
+    steps.prepare_sequences(plan.job_config(config, "prepare_sequences"), {}, files(), files(manifest=manifest))
+    sequences = json.loads(manifest.read_text())
+    assert sequences["source"] == "official" and sequences["n_images"] == 5
+    first = load_cifar10p(sequences["root"], "rotate", sequences["n_images"])  # as evaluate reads them
+    assert torch.equal(first, load_cifar10p(official, "rotate")[:5])
+
+
 def test_official_files_of_the_wrong_shape_are_rejected_naming_the_file(tmp_path):
     write_cifar10_fixture(tmp_path / "cifar")
     official = write_cifar10p_fixture(tmp_path / "cifar10p", NAMES)
