@@ -219,6 +219,10 @@ def test_a_source_model_at_chance_makes_the_claim_not_testable():
     at_chance = better_than_chance([0.21, 0.6], n_classes=5, what="source-task model")
     assert not at_chance.holds and "0.21" in at_chance.reason and "chance 0.2" in at_chance.reason
     assert better_than_chance([0.9, 0.6], n_classes=5, what="source-task model").holds
+    # A missing accuracy fails wherever it stands (min() alone would depend on the order).
+    for order in ([float("nan"), 0.9], [0.9, float("nan")]):
+        missing = better_than_chance(order, n_classes=5, what="model")
+        assert not missing.holds and "1 of 2 top-1 accuracies are missing" in missing.reason
     row = judge(PRETRAINING_RAISES, [0.05, 0.04, 0.06], comparable=True, preconditions=[at_chance])
     assert row["verdict"] == NOT_TESTABLE
 

@@ -74,6 +74,7 @@ def test_flip_rates_divide_by_the_baseline_of_the_same_seed():
     # mFR: the mean over the scored perturbations with a rate (speckle_noise is not scored).
     assert runs.loc["cnn-augmix-s0", "mfr"] == pytest.approx((0.5 + 3.0) / 2)
     assert runs.loc["cnn-augmix-s1", "mfr"] == pytest.approx((0.25 + 0.4 + 0.5) / 3)
+    assert runs.loc["cnn-augmix-s0", "n_rated"] == 2 and runs.loc["cnn-augmix-s1", "n_rated"] == 3
     assert runs.loc["cnn-standard-s0", "mfr"] == pytest.approx(1.0)
     assert runs.loc["cnn-augmix-s1", "mt5d"] == pytest.approx((0.25 + 0.4 + 0.5) / 3)  # 10x both: same ratios
     assert runs.loc["cnn-augmix-s0", "mean_flip_probability"] == pytest.approx((0.1 + 0.3 + 0.05) / 3)

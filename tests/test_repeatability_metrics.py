@@ -237,7 +237,7 @@ def test_mean_flip_rate_by_hand():
     assert summary.loc["f", "mean_top5_distance"] == pytest.approx(0.875)
     assert summary.loc["base", "mfr"] == pytest.approx(1.0)
     assert summary.loc["base", "mean_flip_probability"] == pytest.approx(0.15)
-    assert summary.loc["f", "n_perturbations"] == 2
+    assert summary.loc["f", "n_perturbations"] == 2 and summary.loc["f", "n_rated"] == 2
 
 
 def test_flip_rates_without_top5_column_leave_t5d_nan():
@@ -246,17 +246,24 @@ def test_flip_rates_without_top5_column_leave_t5d_nan():
     assert math.isnan(summary.loc["f", "mt5d"]) and math.isnan(summary.loc["f", "mean_top5_distance"])
 
 
+def test_a_rate_against_a_baseline_that_never_flips_is_undefined():
+    zero = FLIPS.copy()
+    zero.loc[(zero["model"] == "base") & (zero["perturbation"] == "rotate"), "flip_probability"] = 0.0
+    rates = flip_rates(zero, baseline="base").set_index(["model", "perturbation"])
+    assert math.isnan(rates.loc[("f", "rotate"), "flip_rate"]) and math.isnan(rates.loc[("base", "rotate"), "flip_rate"])
+    assert rates.loc[("f", "rotate"), "top5_distance_rate"] == pytest.approx(0.5)  # T5D still defined
+    summary = mean_flip_rate(zero, baseline="base").set_index("model")
+    # mFR(f) over the rated perturbation only: 0.1 / 0.2; the raw mean keeps both.
+    assert summary.loc["f", "mfr"] == pytest.approx(0.5) and summary.loc["f", "n_rated"] == 1
+    assert summary.loc["f", "mean_flip_probability"] == pytest.approx(0.2) and summary.loc["f", "n_perturbations"] == 2
+    zero_t5d = FLIPS.copy()
+    zero_t5d.loc[zero_t5d["model"] == "base", "top5_distance"] = 0.0
+    assert flip_rates(zero_t5d, baseline="base")["top5_distance_rate"].isna().all()
+
+
 def test_flip_rates_reject_bad_tables():
     with pytest.raises(ValueError, match="baseline 'alexnet' is not a model"):
         flip_rates(FLIPS, baseline="alexnet")
-    zero = FLIPS.copy()
-    zero.loc[(zero["model"] == "base") & (zero["perturbation"] == "rotate"), "flip_probability"] = 0.0
-    with pytest.raises(ValueError, match=r"flip_probability 0 on \['rotate'\]"):
-        mean_flip_rate(zero, baseline="base")
-    zero_t5d = FLIPS.copy()
-    zero_t5d.loc[zero_t5d["model"] == "base", "top5_distance"] = 0.0
-    with pytest.raises(ValueError, match="top5_distance 0"):
-        flip_rates(zero_t5d, baseline="base")
     with pytest.raises(ValueError, match="same perturbations"):
         flip_rates(FLIPS.iloc[:3], baseline="base")
     with pytest.raises(ValueError, match="more than one row"):

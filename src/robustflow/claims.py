@@ -221,6 +221,9 @@ def better_than_chance(accuracies: Sequence[float], n_classes: int, what: str, *
     a model that learned nothing on its task has nothing to transfer or compare."""
     chance = 1.0 / n_classes
     values = [float(v) for v in accuracies]
+    missing = sum(math.isnan(v) for v in values)
+    if missing:  # an accuracy not measured cannot show that its model learned
+        return Precondition(False, f"{what}: {missing} of {len(values)} top-1 accuracies are missing (NaN)")
     worst = min(values, default=math.nan)
     if not worst >= chance + margin:
         return Precondition(False, f"{what} no better than chance: top-1 {_fmt(worst)} vs chance {_fmt(chance)} "

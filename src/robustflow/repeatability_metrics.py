@@ -188,11 +188,6 @@ def _check_flip_table(table: pd.DataFrame, baseline: str) -> bool:
         if set(rows["perturbation"]) != perturbations:
             raise ValueError(f"table: model {model!r} does not have the same perturbations as "
                              f"baseline {baseline!r} ({sorted(perturbations)})")
-    for column in ("flip_probability", TOP5_COLUMN) if has_top5 else ("flip_probability",):
-        zero = base.loc[base[column].astype(float).abs() <= ZERO_DENOMINATOR, "perturbation"].tolist()
-        if zero:
-            raise ValueError(f"baseline {baseline!r} has {column} 0 on {zero}: the rate relative to "
-                             "it is undefined there (choose another baseline or drop them)")
     return has_top5
 
 
@@ -200,10 +195,11 @@ def flip_rates(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """FR and T5D rate per (model, perturbation) relative to ``baseline``.
 
     ``table``: one row per (model, perturbation) with ``flip_probability`` and optionally
-    ``top5_distance`` (a run identifier may stand in ``model``). Every model needs the baseline's
-    perturbations; the baseline's FP (T5D) must not be 0 on any of them (ValueError otherwise).
-    Returns model, perturbation, flip_probability, flip_rate, top5_distance, top5_distance_rate
-    (the T5D columns NaN when the table has no top5_distance).
+    ``top5_distance`` (a run identifier may stand in ``model``); every model needs the baseline's
+    perturbations. Returns model, perturbation, flip_probability, flip_rate, top5_distance,
+    top5_distance_rate, in the table's row order (the T5D columns NaN when the table has no
+    top5_distance). Where the baseline never flips (its FP or T5D is 0) the rate is undefined:
+    NaN, left out of the means of `mean_flip_rate`.
     """
     has_top5 = _check_flip_table(table, baseline)
     frame = table[[*FLIP_COLUMNS, *((TOP5_COLUMN,) if has_top5 else ())]].copy()
@@ -212,8 +208,9 @@ def flip_rates(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     base = frame[frame["model"] == baseline].set_index("perturbation")
     frame["flip_probability"] = frame["flip_probability"].astype(float)
     frame[TOP5_COLUMN] = frame[TOP5_COLUMN].astype(float)
-    frame["flip_rate"] = frame["flip_probability"] / frame["perturbation"].map(base["flip_probability"])
-    frame["top5_distance_rate"] = frame[TOP5_COLUMN] / frame["perturbation"].map(base[TOP5_COLUMN])
+    for column, rate in (("flip_probability", "flip_rate"), (TOP5_COLUMN, "top5_distance_rate")):
+        denominator = frame["perturbation"].map(base[column])
+        frame[rate] = (frame[column] / denominator).where(denominator.abs() > ZERO_DENOMINATOR)
     columns = ["model", "perturbation", "flip_probability", "flip_rate", TOP5_COLUMN, "top5_distance_rate"]
     return frame[columns].reset_index(drop=True)
 
@@ -221,7 +218,8 @@ def flip_rates(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def mean_flip_rate(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per model: mean_flip_probability and mfr, mean_top5_distance and mt5d (means over
     perturbations of the raw and normalised values; T5D ones NaN without a top5_distance
-    column), and n_perturbations."""
+    column), n_perturbations, and n_rated: how many perturbations mfr averages (those on which
+    the baseline flips)."""
     rates = flip_rates(table, baseline)
     rows = []
     for model, group in rates.groupby("model", sort=False):
@@ -232,6 +230,7 @@ def mean_flip_rate(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
             "mean_top5_distance": float(group[TOP5_COLUMN].mean()),
             "mt5d": float(group["top5_distance_rate"].mean()),
             "n_perturbations": len(group),
+            "n_rated": int(group["flip_rate"].notna().sum()),
         })
     return pd.DataFrame(rows)
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from robustflow.claims import Claim, Precondition, better_than_chance, claim_id, judge, verdict_table
 from robustflow.corruption_names import BENCHMARK_CORRUPTIONS, CORRUPTIONS
-from robustflow.repeatability_metrics import disagreement_matrix, fleiss_kappa
+from robustflow.repeatability_metrics import disagreement_matrix, fleiss_kappa, flip_rates
 from robustflow.robustness_metrics import mean_corruption_errors
 from robustflow.studies.repeatability.plan import SCORED_PERTURBATIONS
 
@@ -35,14 +35,15 @@ def run_summary(tables: dict[str, pd.DataFrame], baseline: str) -> tuple[pd.Data
     """(runs, perturbations with flip rates, agreement across seeds) from the joined per-run tables.
 
     Rates divide by the baseline variant of the same seed; a perturbation on which the baseline
-    never flips gets no rate (NaN), as the ratio is undefined there.
+    never flips gets no rate (NaN), as the ratio is undefined there: a run's ``n_rated`` says
+    how many scored perturbations its mFR averages.
     """
     perturbations = _with_rates(tables["perturbations"], baseline)
     runs = tables["perturbations"][RUN_COLUMNS].drop_duplicates("run").reset_index(drop=True)
     scored = perturbations[perturbations["perturbation"].isin(SCORED_PERTURBATIONS)]
     means = scored.groupby("run").agg(mean_flip_probability=("flip_probability", "mean"),
                                       mfr=("flip_rate", "mean"), mean_top5_distance=("top5_distance", "mean"),
-                                      mt5d=("top5_distance_rate", "mean"))
+                                      mt5d=("top5_distance_rate", "mean"), n_rated=("flip_rate", "count"))
     noise = scored[scored["noise"].astype(bool)].groupby("run")["flip_probability"].mean()
     runs = runs.join(means, on="run").assign(noise_flip_probability=runs["run"].map(noise))
     runs = runs.join(_shift_summary(tables["shifts"]), on="run")
@@ -51,16 +52,15 @@ def run_summary(tables: dict[str, pd.DataFrame], baseline: str) -> tuple[pd.Data
 
 
 def _with_rates(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """The perturbation rows with each seed's FR and T5D rate against the baseline of that seed."""
     frames = []
-    for _, rows in table.groupby("seed", sort=False):
-        base = rows[rows["variant"] == baseline].set_index("perturbation")
-        if base.empty:
-            raise ValueError(f"repeatability_study.baseline {baseline!r} has no results for seed {rows['seed'].iloc[0]}")
-        rates = {}
-        for column, rate in (("flip_probability", "flip_rate"), ("top5_distance", "top5_distance_rate")):
-            denominator = rows["perturbation"].map(base[column]).astype(float)
-            rates[rate] = (rows[column] / denominator).where(denominator > 0)
-        frames.append(rows.assign(**rates))
+    for seed, rows in table.groupby("seed", sort=False):
+        if baseline not in set(rows["variant"]):
+            raise ValueError(f"repeatability_study.baseline {baseline!r} has no results for seed {seed}")
+        # flip_rates keys its rows by "model": here the variant (the architecture is another column).
+        rates = flip_rates(rows.drop(columns="model").rename(columns={"variant": "model"}), baseline)
+        frames.append(rows.assign(flip_rate=rates["flip_rate"].to_numpy(),
+                                  top5_distance_rate=rates["top5_distance_rate"].to_numpy()))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -172,7 +172,7 @@ def _learned(runs: pd.DataFrame, config: dict, model: str, methods: tuple[str, s
     probability 0 and consistency 1, so it would "show" any of the stability effects."""
     arms = runs[(runs["model"] == model) & runs["method"].isin(methods)]
     dataset = config["repeatability_study"]["dataset"]
-    return better_than_chance(arms["clean_top1"].dropna(), N_CLASSES[dataset],
+    return better_than_chance(arms["clean_top1"], N_CLASSES[dataset],
                               f"{model}'s {' and '.join(methods)} runs (clean test)")
 
 
