@@ -26,5 +26,5 @@ check() {  # check NAME SECONDS COMMAND...: runs COMMAND, its output into $out/N
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/device.txt"
 check cuda_tests 120 "$python" -m pytest -q -p no:cacheprovider tests/test_corruptions.py tests/test_perturbations.py -k cuda
 check augmix_epoch 150 "$python" benchmarks/augmix_epoch.py --device cuda
-check perturbations 90 "$python" benchmarks/perturbations.py --device cuda --n 1000 --threads 1
+check perturbations 90 "$python" benchmarks/perturbations.py --device cuda --n 500 --threads 1 --repeats 1
 check model_throughput 180 "$python" benchmarks/model_throughput.py --device cuda

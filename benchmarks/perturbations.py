@@ -8,7 +8,7 @@ and prints images per second for both (the fastest of ``--repeats`` runs) and th
 perturbation and overall.
 
     python benchmarks/perturbations.py --n 200 --threads 2
-    python benchmarks/perturbations.py --n 1000 --device cuda   # the engine on a GPU, the reference on the CPU
+    python benchmarks/perturbations.py --n 500 --device cuda --repeats 1   # the engine on a GPU, the reference on the CPU
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     images = natural_images(args.n, args.seed)
     per_image = [image.permute(1, 2, 0).numpy() for image in images]
     images = images.to(device)
+    def generator(seed: int) -> torch.Generator:  # on the engine's device, as write_cifar10p draws
+        return torch.Generator(device=device).manual_seed(seed)
+
     for name in names:  # warm-up: cached grids and filter matrices, CUDA kernels
-        perturbation_sequence(images[:2], name, torch.Generator().manual_seed(0))
+        perturbation_sequence(images[:2], name, generator(0))
         REFERENCE_FUNCTIONS[name](per_image[0], np.random.default_rng(0))
 
     engine_on = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'perturbation':<16}{'engine img/s':>14}{'reference img/s':>17}{'ratio':>8}")
     def engine_run(name: str) -> None:
         # .cpu() waits for the device: frames are written from host memory
-        perturbation_sequence(images, name, torch.Generator().manual_seed(args.seed)).cpu()
+        perturbation_sequence(images, name, generator(args.seed)).cpu()
 
     def reference_run(name: str) -> None:
         rng = np.random.default_rng(args.seed)

@@ -79,6 +79,9 @@ BAD_CONFIGS = [
     ("background_study.training.ema_decay", 0.9, "did you mean"),
     ("background_study.influence.seeds", [7], "background_study.influence.seeds"),
     ("background_study.generated.correlation", 1.5, "background_study.generated.correlation"),
+    # JSON Schema alone would pass both: 8.0 counts as an integer there, NaN passes any bound.
+    ("loss_study.training.epochs", 8.0, "loss_study.training.epochs': 8.0 is not of type 'integer'"),
+    ("loss_study.training.lr", float("nan"), "loss_study.training.lr': nan is not of type 'number'"),
 ]
 
 

@@ -403,3 +403,5 @@ def test_benchmark_runs_on_a_tiny_setting(capsys, monkeypatch) -> None:
     assert "all 2" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         benchmark.main(["--n", "2", "--perturbations", "fog"])
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--repeats", "0"])

@@ -244,6 +244,11 @@ def test_official_files_of_the_wrong_shape_are_rejected_naming_the_file(tmp_path
         validate(config, SCHEMA)
 
 
+def test_translate_images_matter_only_with_the_translate_sequence():
+    config = tiny_config(perturbations={"n_images": 2, "names": ["gaussian_noise"]}, translate_images=4)
+    assert validate(config, SCHEMA)[plan.SECTION]["translate_images"] == 4  # nothing drawn: no limit
+
+
 def test_every_problem_of_the_methods_is_reported_at_once():
     config = tiny_config(methods=[{"id": "standard", "objective": "standard"},
                                   {"id": "augmix", "objective": "augmix", "params": {"width": 0, "depth": 0}},
@@ -303,6 +308,22 @@ def test_the_schema_bounds_each_parameter_as_its_objective_does(objective, name,
             validate(config, SCHEMA)
         with pytest.raises(ValueError):
             build_objective(objective, **params)
+
+
+@pytest.mark.parametrize("objective, name", sorted({(o, n) for o, n, _, _ in _schema_bounds()}))
+def test_the_schema_refuses_integer_valued_floats_and_nan(objective, name):
+    """JSON Schema's own integer takes 4.0 and its number takes NaN (which passes any minimum);
+    the objectives take neither (a float width crashes the augmentation, NaN poisons the loss)."""
+    prop = next(rule["then"]["properties"]["params"]["properties"][name]
+                for rule in SCHEMA["properties"][plan.SECTION]["properties"]["methods"]["items"]["allOf"]
+                if rule["if"]["properties"]["objective"]["const"] == objective)
+    bad = {"integer": [3.0], "number": [float("nan")]}.get(prop["type"], [])
+    for value in bad:
+        config = tiny_config(methods=[{"id": "standard", "objective": "standard"},
+                                      {"id": "fix", "objective": objective,
+                                       "params": {**REQUIRED_PARAMS.get(objective, {}), name: value}}])
+        with pytest.raises(ConfigError, match=rf"methods\[1\]\.params\.{name}'.* is not of type"):
+            validate(config, SCHEMA)
 
 
 def test_every_objective_parameter_has_a_schema_range():

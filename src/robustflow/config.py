@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,30 @@ def _schema_error_message(error: jsonschema.ValidationError, root: dict) -> str:
     return f"config key '{key}': {error.message}"
 
 
+def _is_integer(checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker, instance) -> bool:
+    return isinstance(instance, (int, float)) and not isinstance(instance, bool) and not math.isnan(instance)
+
+
+# JSON Schema counts 4.0 as an integer and NaN as a number, and NaN passes every minimum; the
+# code behind the keys takes neither (range(8.0) fails, NaN poisons a loss), so neither validates.
+STRICT_VALIDATOR = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_integer, "number": _is_number}),
+)
+
+
 def validate_config(config: dict, schema: dict) -> dict:
     """Validate against the JSON schema (every violation reported at once) and fill defaults.
 
     Returns a new dict; the input is not modified.
     """
     config = copy.deepcopy(config)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = STRICT_VALIDATOR(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("\n".join(_schema_error_message(e, schema) for e in errors))

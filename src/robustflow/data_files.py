@@ -153,5 +153,5 @@ def cifar10_test_size(root: str | Path) -> int | None:
     try:
         with open(path, "rb") as handle:
             return len(pickle.load(handle, encoding="bytes")[b"labels"])
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError):
+    except Exception:  # any unreadable batch: the dataset's own check names the file
         return None

@@ -161,7 +161,8 @@ def _shift_problems(study: dict, image_size: int) -> list[str]:
         problems.append(f"config key '{SECTION}.shifts.max_shift': {max_shift} px pads and shifts the {image_size} px "
                         "images by more than they are wide: the views would hold no image; use fewer pixels")
     n_images = study["perturbations"]["n_images"]
-    if n_images is not None and study["translate_images"] > n_images:
+    drawn = "translate" in study["perturbations"]["names"]
+    if drawn and n_images is not None and study["translate_images"] > n_images:
         problems.append(f"config key '{SECTION}.translate_images': {study['translate_images']} images' translate "
                         f"sequences are drawn, but perturbations.n_images makes only {n_images}; use at most "
                         f"{n_images}")
