@@ -138,12 +138,24 @@ def claim_runs(sign: float = 1.0, top1: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def histories(runs: pd.DataFrame, still_rising: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Ten epochs per run: validation top-1 flat at the end (converged), or still climbing by
+    0.05 an epoch for the methods in ``still_rising``."""
+    return pd.DataFrame([{**row[["run", "model", "method", "seed"]].to_dict(), "epoch": epoch,
+                          "val_top1": 0.5 + 0.05 * epoch if row["method"] in still_rising else 0.9}
+                         for _, row in runs.iterrows() for epoch in range(1, 11)])
+
+
+def judged(runs: pd.DataFrame, config: dict, still_rising: tuple[str, ...] = ()) -> pd.DataFrame:
+    return claims_table(runs, histories(runs, still_rising), config)
+
+
 def directional(table: pd.DataFrame) -> pd.DataFrame:
     return table.set_index("claim_id").loc[[f"m_{item.name}" for item in DIRECTIONAL]]
 
 
 def test_fixes_that_help_on_every_seed_reproduce_with_the_order_named():
-    rows = directional(claims_table(claim_runs(), study_config()))
+    rows = directional(judged(claim_runs(), study_config()))
     assert rows["verdict"].eq("reproduced").all(), rows["reason"].tolist()
     assert rows["n"].eq(3).all()
     assert rows["metric"].tolist() == [
@@ -155,14 +167,14 @@ def test_fixes_that_help_on_every_seed_reproduce_with_the_order_named():
 
 
 def test_fixes_that_hurt_on_every_seed_are_not_reproduced():
-    rows = directional(claims_table(claim_runs(sign=-1.0), study_config()))
+    rows = directional(judged(claim_runs(sign=-1.0), study_config()))
     assert rows["verdict"].eq("not reproduced").all(), rows["reason"].tolist()
     assert rows["measured_mean"].tolist() == pytest.approx([-0.055, -0.055, -0.011, -0.011])
 
 
 def test_a_collapsed_fix_cannot_test_its_claims():
     # AugMix's runs at chance (0.1 of 10 classes): never flipping, they would "win".
-    rows = directional(claims_table(claim_runs(top1={"augmix": 0.1}), study_config()))
+    rows = directional(judged(claim_runs(top1={"augmix": 0.1}), study_config()))
     collapsed = rows.loc[["m_augmix_lowers_corruption_error", "m_augmix_lowers_flip_probability"]]
     assert collapsed["verdict"].eq(NOT_TESTABLE).all()
     assert collapsed["reason"].str.contains("augmix runs .* no better than chance", regex=True).all()
@@ -171,9 +183,17 @@ def test_a_collapsed_fix_cannot_test_its_claims():
 
 
 def test_a_collapsed_standard_arm_cannot_test_any_directional_claim():
-    rows = directional(claims_table(claim_runs(top1={"standard": 0.15}), study_config()))
+    rows = directional(judged(claim_runs(top1={"standard": 0.15}), study_config()))
     assert rows["verdict"].eq(NOT_TESTABLE).all()
     assert rows["reason"].str.contains("no better than chance").all()
+
+
+def test_a_fix_still_learning_cannot_test_its_claims():
+    rows = directional(judged(claim_runs(), study_config(), still_rising=("stability",)))
+    rising = rows.loc["m_stability_lowers_noise_flip_probability"]
+    assert rising["verdict"] == NOT_TESTABLE and "not converged: mean val_top1" in rising["reason"]
+    assert "m-stability-s0" in rising["reason"]
+    assert rows.drop("m_stability_lowers_noise_flip_probability")["verdict"].eq("reproduced").all()
 
 
 CIFAR10C_CLAIMS = ["m_augmix_cifar10c_error", "m_standard_cifar10c_error"]
@@ -183,7 +203,7 @@ def cifar10c_rows(config: dict) -> pd.DataFrame:
     runs = claim_runs()
     runs.loc[runs["method"] == "augmix", "mean_corruption_error"] = [0.110, 0.112, 0.114]
     runs.loc[runs["method"] == "standard", "mean_corruption_error"] = [0.268, 0.269, 0.270]
-    return claims_table(runs, config).set_index("claim_id").loc[CIFAR10C_CLAIMS]
+    return judged(runs, config).set_index("claim_id").loc[CIFAR10C_CLAIMS]
 
 
 def test_cifar10c_errors_compare_with_the_paper_only_on_its_15_corruptions():

@@ -148,13 +148,12 @@ def test_runs_summary_and_claims(pipeline):
     # Literature numbers from other data are shown beside the measurement, never judged here.
     literature = table[table["claim_id"] == "cnn_augmix_cifar10c_error"].iloc[0]
     assert literature["verdict"] == "not comparable" and np.isfinite(literature["measured_mean"])
-    # Judged only when both arms beat chance (10 classes, margin 0.1); one epoch may not get there.
+    # Judged only when both arms beat chance (10 classes, margin 0.1) and converged: one epoch
+    # cannot show convergence, so whether or not the arms learned, not testable here.
     directional = table[table["claim_id"] == "cnn_anti_aliasing_raises_consistency"].iloc[0]
     arms = runs[runs["method"].isin(["standard", "anti_aliased"])]["clean_top1"]
-    if arms.min() > 0.2:
-        assert directional["verdict"] in {"reproduced", "not reproduced"} and directional["n"] == 2
-    else:
-        assert directional["verdict"] == NOT_TESTABLE and "chance" in directional["reason"]
+    reason = "no better than chance" if arms.min() < 0.2 else "too few epochs to check convergence"
+    assert directional["verdict"] == NOT_TESTABLE and reason in directional["reason"], directional["reason"]
 
 
 def test_rotation_runs_save_the_task_model_only(pipeline):

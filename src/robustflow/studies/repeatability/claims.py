@@ -7,7 +7,7 @@ the measured value. The directional claims (anti-aliasing raises consistency; Au
 corruption error and flip probability; stability training lowers the noise flip probability)
 are judged on any config, per seed, with the strict ``above`` rule on paired differences, when
 both compared arms beat chance on clean test top-1 (a collapsed model never flips, so it would
-"win" every stability claim).
+"win" every stability claim) and converged (as in the other studies).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from robustflow.claims import Claim, Precondition, better_than_chance, claim_id, judge, verdict_table
+from robustflow.claims import Claim, Precondition, better_than_chance, claim_id, converged, judge, verdict_table
 from robustflow.corruption_names import BENCHMARK_CORRUPTIONS, CORRUPTIONS
 from robustflow.repeatability_metrics import disagreement_matrix, fleiss_kappa, flip_rates
 from robustflow.robustness_metrics import mean_corruption_errors
@@ -176,7 +176,13 @@ def _learned(runs: pd.DataFrame, config: dict, model: str, methods: tuple[str, s
                               f"{model}'s {' and '.join(methods)} runs (clean test)")
 
 
-def _directional_rows(runs: pd.DataFrame, config: dict, model: str) -> list[dict]:
+def _trained(history: pd.DataFrame, model: str, methods: tuple[str, str]) -> Precondition:
+    """Both compared arms converged: a comparison of models still learning could turn with
+    longer training."""
+    return converged(history[(history["model"] == model) & history["method"].isin(methods)])
+
+
+def _directional_rows(runs: pd.DataFrame, history: pd.DataFrame, config: dict, model: str) -> list[dict]:
     roles = _methods_by_role(config)
     rows = []
     for item in DIRECTIONAL:
@@ -191,7 +197,7 @@ def _directional_rows(runs: pd.DataFrame, config: dict, model: str) -> list[dict
                               f"method and a {item.better} method)"))
             continue
         rows.append(judge(claim, _paired(runs, model, *order, item.column), comparable=True,
-                          preconditions=[_learned(runs, config, model, order)],
+                          preconditions=[_learned(runs, config, model, order), _trained(history, model, order)],
                           reason=f"directional: tested on this config's data ({config['repeatability_study']['dataset']})"))
     return rows
 
@@ -279,10 +285,11 @@ def _literature_rows(runs: pd.DataFrame, config: dict, model: str) -> list[dict]
     return rows
 
 
-def claims_table(runs: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """Every claim of `LITERATURE` and `DIRECTIONAL`, per model of the study."""
+def claims_table(runs: pd.DataFrame, history: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Every claim of `LITERATURE` and `DIRECTIONAL`, per model of the study; ``history``: the
+    runs' per-epoch training histories (for the directional claims' convergence)."""
     rows = []
     for spec in config["repeatability_study"]["models"]:
-        rows += _literature_rows(runs, config, spec["id"]) + _directional_rows(runs, config, spec["id"])
+        rows += _literature_rows(runs, config, spec["id"]) + _directional_rows(runs, history, config, spec["id"])
     return verdict_table(rows)
 

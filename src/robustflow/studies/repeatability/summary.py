@@ -29,7 +29,7 @@ def aggregate(config: dict, job: dict, inputs, outputs) -> None:
     write_csv(agreement, outputs.agreement)
     values = [c for c in runs.columns if c not in (*RUN_COLUMNS, "n_rated")]
     write_csv(summarise(runs, by=["variant", "model", "method"], values=values), outputs.summary)
-    write_csv(claims_table(runs, config), outputs.claims)
+    write_csv(claims_table(runs, tables["history"], config), outputs.claims)
 
 
 def figure(config: dict, job: dict, inputs, outputs) -> None:
