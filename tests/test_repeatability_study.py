@@ -281,13 +281,19 @@ def _bounds(prop: dict) -> list[tuple[object, bool]]:
     return cases
 
 
-def _schema_bounds():
+def _parameter_schemas():
+    """(objective, parameter, its schema) for every parameter the methods' schema bounds."""
     methods = SCHEMA["properties"][plan.SECTION]["properties"]["methods"]["items"]
     for rule in methods["allOf"]:
         objective = rule["if"]["properties"]["objective"]["const"]
         for name, prop in rule["then"]["properties"]["params"]["properties"].items():
-            for value, valid in _bounds(prop):
-                yield objective, name, value, valid
+            yield objective, name, prop
+
+
+def _schema_bounds():
+    for objective, name, prop in _parameter_schemas():
+        for value, valid in _bounds(prop):
+            yield objective, name, value, valid
 
 
 @pytest.mark.parametrize("objective, name, value, valid", list(_schema_bounds()))
@@ -309,13 +315,10 @@ def test_the_schema_bounds_each_parameter_as_its_objective_does(objective, name,
             build_objective(objective, **params)
 
 
-@pytest.mark.parametrize("objective, name", sorted({(o, n) for o, n, _, _ in _schema_bounds()}))
-def test_the_schema_refuses_integer_valued_floats_and_nan(objective, name):
+@pytest.mark.parametrize("objective, name, prop", list(_parameter_schemas()))
+def test_the_schema_refuses_integer_valued_floats_and_nan(objective, name, prop):
     """JSON Schema's own integer takes 4.0 and its number takes NaN (which passes any minimum);
     the objectives take neither (a float width crashes the augmentation, NaN poisons the loss)."""
-    prop = next(rule["then"]["properties"]["params"]["properties"][name]
-                for rule in SCHEMA["properties"][plan.SECTION]["properties"]["methods"]["items"]["allOf"]
-                if rule["if"]["properties"]["objective"]["const"] == objective)
     bad = {"integer": [3.0], "number": [float("nan")]}.get(prop["type"], [])
     for value in bad:
         config = tiny_config(methods=[{"id": "standard", "objective": "standard"},

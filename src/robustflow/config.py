@@ -146,6 +146,10 @@ def check_devices(training: dict, resources: dict, key: str) -> list[str]:
     return []
 
 
+# Classes of the image datasets the studies train on (the chance level of a claim's precondition).
+DATASET_CLASSES = {"digits": 10, "cifar10": 10}
+
+
 def check_dataset(config: dict, dataset: str, key: str) -> list[str]:
     """Cheap presence check so a missing or damaged dataset fails before any job starts."""
     if dataset != "cifar10":

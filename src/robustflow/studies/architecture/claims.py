@@ -14,7 +14,8 @@ from dataclasses import replace
 import pandas as pd
 
 from robustflow.claims import Claim, better_than_chance, claim_id, converged, judge, verdict_table
-from robustflow.studies.architecture.plan import CLEAN, INITS, N_CLASSES, SECTION, variant_id
+from robustflow.config import DATASET_CLASSES
+from robustflow.studies.architecture.plan import CLEAN, INITS, SECTION, variant_id
 
 
 def _study(config: dict) -> dict:
@@ -188,7 +189,7 @@ def _preconditions(config: dict, claim: Claim, runs: pd.DataFrame, history: pd.D
     """What ``claim`` needs of ``runs`` to be testable: converged training where it compares
     trained variants, models above chance for the severity claim, nothing for fine-tuning."""
     if claim is ACCURACY_FALLS_WITH_SEVERITY:
-        return [better_than_chance(runs["clean_top1"], N_CLASSES[_study(config)["dataset"]], "the evaluated models")]
+        return [better_than_chance(runs["clean_top1"], DATASET_CLASSES[_study(config)["dataset"]], "the evaluated models")]
     return [] if claim in WITHIN_MODEL_CLAIMS else [converged(history)]
 
 

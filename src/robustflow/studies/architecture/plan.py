@@ -12,6 +12,7 @@ import difflib
 from pathlib import Path
 
 from robustflow.config import (
+    DATASET_CLASSES,
     check_dataset,
     check_devices,
     check_model,
@@ -40,7 +41,6 @@ STUDY_DIR = "results/architecture_study"
 PRETRAINED_MODEL = f"{STUDY_DIR}/pretrain/{{model}}-s{{seed}}.pt"  # the pretrain rule's output
 CIFAR10_IMAGE_SIZE = 32
 IMAGE_SIZE = {"digits": 32, "cifar10": CIFAR10_IMAGE_SIZE}  # the study's data as its loaders give it
-N_CLASSES = {"digits": 10, "cifar10": 10}
 
 
 def variant_id(model_id: str, init: str) -> str:
@@ -215,7 +215,7 @@ def check(config: dict) -> list[str]:
             problems += check_devices(spec["training"][init], study["resources"], f"{key}.training.{init}")
             problems += check_schedule(spec["training"][init], f"{key}.training.{init}")
     problems += check_schedule(study["source_task"]["training"], f"{SECTION}.source_task.training")
-    classes, n_classes = study["source_task"]["classes"], N_CLASSES[study["dataset"]]
+    classes, n_classes = study["source_task"]["classes"], DATASET_CLASSES[study["dataset"]]
     if len(set(classes)) < len(classes) or any(c >= n_classes for c in classes):
         problems.append(f"config key '{SECTION}.source_task.classes': {classes} must be distinct labels in "
                         f"0..{n_classes - 1} (the {n_classes} classes of {study['dataset']}), at least 2 of them")

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from robustflow.claims import Claim, Precondition, better_than_chance, claim_id, converged, judge, verdict_table
+from robustflow.config import DATASET_CLASSES
 from robustflow.corruption_names import BENCHMARK_CORRUPTIONS, CORRUPTIONS
 from robustflow.repeatability_metrics import disagreement_matrix, fleiss_kappa, flip_rates
 from robustflow.robustness_metrics import mean_corruption_errors
@@ -25,7 +26,6 @@ from robustflow.studies.repeatability.plan import SCORED_PERTURBATIONS
 
 SOURCE = "source 004"
 RUN_COLUMNS = ["run", "variant", "model", "method", "seed"]
-N_CLASSES = {"digits": 10, "cifar10": 10}  # the study's datasets (plan.IMAGE_SIZE), for the chance level
 
 
 # ----------------------------------------------------------------------------- per-run summary
@@ -172,7 +172,7 @@ def _learned(runs: pd.DataFrame, config: dict, model: str, methods: tuple[str, s
     probability 0 and consistency 1, so it would "show" any of the stability effects."""
     arms = runs[(runs["model"] == model) & runs["method"].isin(methods)]
     dataset = config["repeatability_study"]["dataset"]
-    return better_than_chance(arms["clean_top1"], N_CLASSES[dataset],
+    return better_than_chance(arms["clean_top1"], DATASET_CLASSES[dataset],
                               f"{model}'s {' and '.join(methods)} runs (clean test)")
 
 
