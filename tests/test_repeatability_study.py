@@ -334,6 +334,13 @@ def test_every_objective_parameter_has_a_schema_range():
     assert {(o, n) for o, (names, _) in plan.OBJECTIVE_PARAMETERS.items() for n in names} == ranged | jsd
 
 
+def test_the_plans_scored_perturbations_are_the_generators():
+    """The plan keeps its own copy (it must import without torch); it must not drift."""
+    from robustflow.perturbations import SCORED_PERTURBATIONS
+
+    assert plan.SCORED_PERTURBATIONS == SCORED_PERTURBATIONS
+
+
 def test_the_plans_objective_parameters_are_the_objectives():
     from dataclasses import MISSING, fields
 
