@@ -536,7 +536,7 @@ def run_repeatability(config: dict, rng: random.Random, root: Path) -> None:
     study = config[plan.SECTION]
     labels = np.arange(REP_TEST_IMAGES) % 10
     names = study["perturbations"]["names"]
-    inputs = {name: [] for name in ("perturbations", "translate", "shifts", "predictions", "corruptions", "history")}
+    inputs = {name: [] for name in summary.TABLES}
     for run in plan.runs(config):
         folder = root / "results" / "repeatability_study" / "runs" / run["run"]
         keys = {c: run[c] for c in plan.RUN_COLUMNS}
